@@ -1,0 +1,216 @@
+"""The multi-style generator: one network, N styles, blended per frame.
+
+Style conditioning is conditional instance normalization (Dumoulin et al., 2017): every norm layer
+holds one (gamma, beta) row per style, and a frame's style-weight vector w blends them as
+``gamma = w @ Gamma``. Blending and switching styles therefore cost nothing at inference, and an
+exported engine takes the weights as an ordinary input.
+
+Two architectures share the conditioning:
+
+* ``fast``: sized for real time on a 2-core CPU at 640x360. A space-to-depth stem moves the frame to
+  1/4 resolution at once, all residual work happens there, a sub-pixel convolution returns to full
+  resolution and a thin full-resolution refinement removes the 4x4 block structure. Measured on the
+  project's CPU, full-resolution layers and norm reductions, not MACs, decide latency, so the design
+  keeps both few (see benchmarks and the README).
+* ``quality``: Johnson et al. (2016): 9x9 stem, two strided convs, residual blocks, resize-convolution
+  upsampling (nearest + conv) instead of transposed convs to avoid checkerboard artifacts.
+
+The runtime, the exporter and the trainer all import this module; it is the only definition.
+"""
+
+from __future__ import annotations
+
+from dataclasses import asdict, dataclass
+from typing import Any, Literal
+
+import torch
+import torch.nn.functional as F
+from torch import nn
+
+Arch = Literal["fast", "quality"]
+
+
+@dataclass(frozen=True)
+class GeneratorConfig:
+    """Everything needed to rebuild a generator; stored in every model file."""
+
+    arch: Arch = "fast"
+    num_styles: int = 7
+    channels: int = 32
+    res_blocks: int = 4
+    refine_channels: int = 4
+
+    def to_dict(self) -> dict[str, Any]:
+        return asdict(self)
+
+    @classmethod
+    def from_dict(cls, d: dict[str, Any]) -> GeneratorConfig:
+        known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        return cls(**known)
+
+    @property
+    def multiple(self) -> int:
+        """Input sides are padded to a multiple of this (the total downsampling factor)."""
+        return 4
+
+
+PRESETS: dict[str, GeneratorConfig] = {
+    "fast": GeneratorConfig(arch="fast", channels=32, res_blocks=4, refine_channels=4),
+    "quality": GeneratorConfig(arch="quality", channels=128, res_blocks=5, refine_channels=0),
+}
+
+
+class CondInstanceNorm(nn.Module):
+    """Instance norm whose affine parameters are a per-sample blend of N per-style rows."""
+
+    def __init__(self, channels: int, num_styles: int) -> None:
+        super().__init__()
+        self.gamma = nn.Parameter(torch.ones(num_styles, channels))
+        self.beta = nn.Parameter(torch.zeros(num_styles, channels))
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        # Statistics in fp32: fp16 variance over a 1080p plane overflows/underflows.
+        y = F.instance_norm(x.float(), eps=1e-5).to(x.dtype)
+        gamma = (w @ self.gamma).to(x.dtype)[:, :, None, None]
+        beta = (w @ self.beta).to(x.dtype)[:, :, None, None]
+        return y * gamma + beta
+
+
+class ConvNormAct(nn.Module):
+    def __init__(self, cin: int, cout: int, k: int, num_styles: int, stride: int = 1, act: bool = True) -> None:
+        super().__init__()
+        # Reflection padding keeps borders free of the dark frame zero padding paints into styles.
+        self.pad = nn.ReflectionPad2d(k // 2)
+        self.conv = nn.Conv2d(cin, cout, k, stride=stride)
+        self.norm = CondInstanceNorm(cout, num_styles)
+        self.act = act
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        x = self.norm(self.conv(self.pad(x)), w)
+        return F.relu(x) if self.act else x
+
+
+class ResBlock(nn.Module):
+    def __init__(self, channels: int, num_styles: int) -> None:
+        super().__init__()
+        self.a = ConvNormAct(channels, channels, 3, num_styles)
+        self.b = ConvNormAct(channels, channels, 3, num_styles, act=False)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return x + self.b(self.a(x, w), w)
+
+
+class UpConv(nn.Module):
+    """Nearest-neighbour x2 then conv: no checkerboard, unlike a transposed conv."""
+
+    def __init__(self, cin: int, cout: int, num_styles: int) -> None:
+        super().__init__()
+        self.conv = ConvNormAct(cin, cout, 3, num_styles)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        return self.conv(F.interpolate(x, scale_factor=2.0, mode="nearest"), w)
+
+
+class FastBody(nn.Module):
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        c, n, r = cfg.channels, cfg.num_styles, cfg.refine_channels
+        # A 4x4 stride-4 conv is space-to-depth followed by a 1x1 conv, without the full-resolution
+        # transpose that a separate PixelUnshuffle costs.
+        self.stem = nn.Conv2d(3, c, 4, stride=4)
+        self.stem_norm = CondInstanceNorm(c, n)
+        self.blocks = nn.ModuleList(ResBlock(c, n) for _ in range(cfg.res_blocks))
+        self.to_sub = nn.Conv2d(c, 16 * r, 3, padding=1)
+        self.up = nn.PixelShuffle(4)
+        # The refinement sees the input too, so fine edges survive the 1/4-resolution bottleneck.
+        # Zero padding here: a separate reflect-pad pass over full-resolution planes cost more than
+        # the convolution itself on the CPU, and the 1-pixel border it affects is invisible.
+        self.refine1 = nn.Conv2d(r + 3, r, 3, padding=1)
+        self.refine2 = nn.Conv2d(r, 3, 3, padding=1)
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        h = F.relu(self.stem_norm(self.stem(x), w))
+        for block in self.blocks:
+            h = block(h, w)
+        h = F.relu(self.up(self.to_sub(h)))
+        h = F.relu(self.refine1(torch.cat([h, x], dim=1)))
+        return self.refine2(h)
+
+
+class QualityBody(nn.Module):
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        c, n = cfg.channels, cfg.num_styles
+        c1, c2 = c // 4, c // 2
+        self.down = nn.ModuleList([
+            ConvNormAct(3, c1, 9, n),
+            ConvNormAct(c1, c2, 3, n, stride=2),
+            ConvNormAct(c2, c, 3, n, stride=2),
+        ])
+        self.blocks = nn.ModuleList(ResBlock(c, n) for _ in range(cfg.res_blocks))
+        self.up = nn.ModuleList([UpConv(c, c2, n), UpConv(c2, c1, n)])
+        self.out = nn.Conv2d(c1, 3, 9, padding=4, padding_mode="reflect")
+
+    def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        h = x
+        for layer in self.down:
+            h = layer(h, w)
+        for block in self.blocks:
+            h = block(h, w)
+        for layer in self.up:
+            h = layer(h, w)
+        return self.out(h)
+
+
+class Generator(nn.Module):
+    """``frames [B,3,H,W] in [0,1]``, ``style_weights [B,N]`` -> stylized ``[B,3,H,W]`` in [0,1].
+
+    Any H and W are accepted: the frame is reflect-padded to a multiple of the downsampling factor
+    and the output cropped back, so odd sizes round-trip exactly.
+    """
+
+    def __init__(self, cfg: GeneratorConfig) -> None:
+        super().__init__()
+        self.cfg = cfg
+        self.body: nn.Module = FastBody(cfg) if cfg.arch == "fast" else QualityBody(cfg)
+
+    def forward(self, frames: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
+        h, w = frames.shape[-2], frames.shape[-1]
+        m = self.cfg.multiple
+        pad_h, pad_w = (-h) % m, (-w) % m
+        # Reflect padding needs pad < size; replicate covers the 1-pixel-wide case.
+        mode = "reflect" if (pad_h < h and pad_w < w) else "replicate"
+        x = F.pad(frames, (0, pad_w, 0, pad_h), mode=mode) if (pad_h or pad_w) else frames
+        # Centre the input so the first convs see zero-mean data without a separate normalization layer.
+        y = self.body(x * 2.0 - 1.0, style_weights.to(x.dtype))
+        y = torch.sigmoid(y)
+        return y[..., :h, :w]
+
+
+def build_generator(cfg: GeneratorConfig) -> Generator:
+    return Generator(cfg)
+
+
+def count_params(model: nn.Module) -> int:
+    return sum(p.numel() for p in model.parameters())
+
+
+def conv_gmacs(model: Generator, height: int = 360, width: int = 640) -> float:
+    """Multiply-accumulates of all convolutions for one frame, in billions (norms/activations excluded)."""
+    total = 0
+
+    def hook(mod: nn.Module, _inp: Any, out: torch.Tensor) -> None:
+        nonlocal total
+        assert isinstance(mod, nn.Conv2d)
+        k = mod.kernel_size[0] * mod.kernel_size[1] * mod.in_channels // mod.groups
+        total += out.numel() * k
+
+    handles = [m.register_forward_hook(hook) for m in model.modules() if isinstance(m, nn.Conv2d)]
+    try:
+        with torch.no_grad():
+            n = model.cfg.num_styles
+            model(torch.zeros(1, 3, height, width), torch.full((1, n), 1.0 / n))
+    finally:
+        for handle in handles:
+            handle.remove()
+    return total / 1e9
