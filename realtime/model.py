@@ -29,6 +29,9 @@ from torch import nn
 
 Arch = Literal["fast", "quality"]
 
+#: Smallest side the generator runs at; smaller frames are edge-padded up to it and cropped back.
+MIN_SIDE = 16
+
 
 @dataclass(frozen=True)
 class GeneratorConfig:
@@ -177,13 +180,14 @@ class Generator(nn.Module):
     def forward(self, frames: torch.Tensor, style_weights: torch.Tensor) -> torch.Tensor:
         h, w = frames.shape[-2], frames.shape[-1]
         m = self.cfg.multiple
-        pad_h, pad_w = (-h) % m, (-w) % m
-        # Reflect padding needs pad < size; replicate covers the 1-pixel-wide case.
-        mode = "reflect" if (pad_h < h and pad_w < w) else "replicate"
-        x = F.pad(frames, (0, pad_w, 0, pad_h), mode=mode) if (pad_h or pad_w) else frames
+        # Edge padding works for any size (reflect needs pad < side). The floor of MIN_SIDE keeps the
+        # 1/4-resolution planes large enough for 3x3 reflect convs; it applies in eager mode, while an
+        # exported graph records only the multiple-of-m padding, so runtimes feed it frames >= MIN_SIDE.
+        pad_h = max(h + (-h) % m, MIN_SIDE) - h
+        pad_w = max(w + (-w) % m, MIN_SIDE) - w
+        x = F.pad(frames, (0, pad_w, 0, pad_h), mode="replicate")
         # Centre the input so the first convs see zero-mean data without a separate normalization layer.
-        y = self.body(x * 2.0 - 1.0, style_weights.to(x.dtype))
-        y = torch.sigmoid(y)
+        y = torch.sigmoid(self.body(x * 2.0 - 1.0, style_weights.to(x.dtype)))
         return y[..., :h, :w]
 
 
