@@ -1,0 +1,349 @@
+"""The streaming engine: decode, upload, infer, download and encode in their own threads.
+
+Stages are joined by bounded queues, so decoding and encoding overlap inference. Two policies:
+
+* ``lossless`` (files): every frame, in order; a full queue blocks the stage before it (back-pressure).
+  Frames of equal size may be batched for backends where that raises throughput.
+* ``latest`` (live sources): every link is a one-slot mailbox; a newer frame replaces a waiting
+  one and the replaced frame is counted as dropped, so latency never grows when inference is
+  slower than the source.
+
+The encode/display stage runs on the calling thread (windows must live there on some platforms),
+and SIGINT/SIGTERM end the run cleanly: the sink still finalizes what was written.
+"""
+
+from __future__ import annotations
+
+import logging
+import queue
+import signal
+import threading
+import time
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
+from typing import Any, Literal
+
+import numpy as np
+
+from realtime.backends.base import Backend
+from realtime.sinks import Sink
+from realtime.sources import Frame, Source
+from realtime.styles import StyleController, mix_output
+
+log = logging.getLogger(__name__)
+
+STAGES = ("decode", "upload", "infer", "download", "encode")
+Policy = Literal["lossless", "latest"]
+
+_END = object()  # end of stream marker, never dropped by a mailbox
+_POLL_S = 0.05
+
+
+@dataclass
+class RunStats:
+    """Counts and per-frame timings of one run; stage durations are per frame (a batch's time / B)."""
+
+    frames: int = 0
+    dropped: int = 0
+    elapsed_s: float = 0.0
+    interrupted: bool = False
+    backend: str = ""
+    policy: str = ""
+    stage_s: dict[str, list[float]] = field(default_factory=lambda: {s: [] for s in STAGES})
+    #: capture/decode of the source frame -> written by the sink, per written frame
+    latency_s: list[float] = field(default_factory=list)
+
+    @property
+    def fps(self) -> float:
+        return self.frames / self.elapsed_s if self.elapsed_s > 0 else 0.0
+
+    def percentile_ms(self, name: str, q: float) -> float:
+        values = self.latency_s if name == "latency" else self.stage_s[name]
+        return float(np.percentile(values, q) * 1000.0) if values else float("nan")
+
+    def summary(self) -> dict[str, Any]:
+        out: dict[str, Any] = {
+            "frames": self.frames,
+            "dropped": self.dropped,
+            "fps": round(self.fps, 2),
+            "elapsed_s": round(self.elapsed_s, 3),
+            "interrupted": self.interrupted,
+            "backend": self.backend,
+            "policy": self.policy,
+        }
+        for name in (*STAGES, "latency"):
+            out[f"{name}_p50_ms"] = round(self.percentile_ms(name, 50), 2)
+            out[f"{name}_p99_ms"] = round(self.percentile_ms(name, 99), 2)
+        return out
+
+    def format(self) -> str:
+        state = "interrupted after" if self.interrupted else "done:"
+        lines = [
+            f"{state} {self.frames} frames, {self.dropped} dropped, {self.fps:.1f} fps, "
+            f"latency p50 {self.percentile_ms('latency', 50):.1f} ms / p99 {self.percentile_ms('latency', 99):.1f} ms"
+            f" ({self.backend}, {self.policy})"
+        ]
+        stages = ", ".join(f"{s} {self.percentile_ms(s, 50):.1f}" for s in STAGES)
+        lines.append(f"per-frame stage p50 (ms): {stages}")
+        return "\n".join(lines)
+
+
+class Link:
+    """A bounded FIFO between two stages (back-pressure); ``Mailbox`` overrides it for live runs."""
+
+    def __init__(self, maxsize: int, stop: threading.Event) -> None:
+        self._q: queue.Queue[Any] = queue.Queue(maxsize)
+        self._stop = stop
+        self.dropped = 0
+
+    def put(self, item: Any) -> None:
+        while not self._stop.is_set():
+            try:
+                self._q.put(item, timeout=_POLL_S)
+                return
+            except queue.Full:
+                continue
+
+    def get(self) -> Any:
+        """The next item, or ``_END`` at the end of the stream or when the run is stopping."""
+        while not self._stop.is_set():
+            try:
+                return self._q.get(timeout=_POLL_S)
+            except queue.Empty:
+                continue
+        return _END
+
+    def get_nowait(self) -> Any:
+        try:
+            return self._q.get_nowait()
+        except queue.Empty:
+            return None
+
+    def close(self) -> None:
+        self.put(_END)
+
+
+class Mailbox(Link):
+    """One slot; a put replaces what is waiting there and counts it as dropped."""
+
+    def __init__(self, stop: threading.Event, count: Callable[[Any], int]) -> None:
+        super().__init__(1, stop)
+        self._lock = threading.Lock()
+        self._count = count  # frames in a replaced item
+
+    def put(self, item: Any) -> None:
+        with self._lock:
+            try:
+                old = self._q.get_nowait()
+            except queue.Empty:
+                old = None
+            if old is _END:
+                item = _END  # nothing may follow the end marker
+            elif old is not None:
+                self.dropped += self._count(old)
+            self._q.put_nowait(item)
+
+
+class Pipeline:
+    """One run of ``source`` through ``backend`` into ``sink``; see the module docstring."""
+
+    def __init__(
+        self,
+        source: Source,
+        backend: Backend,
+        sink: Sink,
+        controller: StyleController,
+        policy: Policy | Literal["auto"] = "auto",
+        batch: int = 1,
+        strength: float = 1.0,
+        preserve_color: bool = False,
+        queue_size: int = 2,
+        progress: Callable[[RunStats], None] | None = None,
+    ) -> None:
+        self.source, self.backend, self.sink, self.controller = source, backend, sink, controller
+        self.policy: Policy = ("latest" if source.live else "lossless") if policy == "auto" else policy
+        # Batching trades latency for throughput: only where no frame may be dropped.
+        self.batch = max(1, batch) if self.policy == "lossless" else 1
+        self.strength, self.preserve_color = strength, preserve_color
+        self.progress = progress
+        self.stop = threading.Event()
+        self.stats = RunStats(backend=backend.describe(), policy=self.policy)
+        self._timing_lock = threading.Lock()
+        self._errors: list[BaseException] = []
+        self._carry: Any = None  # an item that did not fit the current batch
+        self.links: list[Link]
+        if self.policy == "latest":
+            self.links = [Mailbox(self.stop, _frames_in) for _ in range(4)]
+        else:
+            self.links = [Link(queue_size * self.batch, self.stop)] + [Link(queue_size, self.stop) for _ in range(3)]
+
+    # --- bookkeeping ----------------------------------------------------------------------------------
+
+    def _record(self, stage: str, seconds: float, frames: int = 1) -> None:
+        with self._timing_lock:
+            self.stats.stage_s[stage].extend([seconds / frames] * frames)
+
+    def _thread(self, name: str, body: Callable[[], None]) -> threading.Thread:
+        def run() -> None:
+            try:
+                body()
+            except BaseException as e:  # handed to the calling thread, which re-raises it
+                self._errors.append(e)
+                self.stop.set()
+
+        t = threading.Thread(target=run, name=f"stylecast-{name}", daemon=True)
+        t.start()
+        return t
+
+    # --- stages ---------------------------------------------------------------------------------------
+
+    def _decode(self) -> None:
+        out = self.links[0]
+        frames: Iterator[Frame] = iter(self.source)
+        while not self.stop.is_set():
+            frame = next(frames, None)
+            if frame is None:
+                break
+            self._record("decode", frame.decode_s)
+            out.put(frame)
+        out.close()
+
+    def _next_batch(self) -> list[Frame] | None:
+        first = self.links[0].get()
+        if first is _END:
+            return None
+        batch = [first]
+        while len(batch) < self.batch:
+            nxt = self.links[0].get_nowait()
+            if nxt is None:
+                break
+            if nxt is _END or nxt.image.shape != first.image.shape:
+                self._carry = nxt  # starts the next batch (or ends the stream)
+                break
+            batch.append(nxt)
+        return batch
+
+    def _upload(self) -> None:
+        out = self.links[1]
+        while True:
+            if self._carry is not None:
+                carried, self._carry = self._carry, None
+                if carried is _END:
+                    break
+                frames = [carried]
+            else:
+                got = self._next_batch()
+                if got is None:
+                    break
+                frames = got
+            weights = np.stack([self.controller.weights_for(f.index, f.seconds) for f in frames])
+            t0 = time.perf_counter()
+            inputs = self.backend.upload(np.stack([f.image for f in frames]))
+            self._record("upload", time.perf_counter() - t0, len(frames))
+            out.put((frames, weights, inputs))
+        out.close()
+
+    def _infer(self) -> None:
+        src, out = self.links[1], self.links[2]
+        while (item := src.get()) is not _END:
+            frames, weights, inputs = item
+            t0 = time.perf_counter()
+            outputs = self.backend.infer(inputs, weights)
+            self._record("infer", time.perf_counter() - t0, len(frames))
+            out.put((frames, weights, outputs))
+        out.close()
+
+    def _download(self) -> None:
+        src, out = self.links[2], self.links[3]
+        while (item := src.get()) is not _END:
+            frames, _, outputs = item
+            t0 = time.perf_counter()
+            images = self.backend.download(outputs)
+            mixed = [
+                mix_output(f.image, img, self.strength, self.preserve_color)
+                for f, img in zip(frames, images, strict=True)
+            ]
+            self._record("download", time.perf_counter() - t0, len(frames))
+            out.put((frames, mixed))
+        out.close()
+
+    # --- the calling thread ---------------------------------------------------------------------------
+
+    def run(self, handle_signals: bool = True) -> RunStats:
+        """Run to the end of the source, a stop request or a signal; always finalizes the sink."""
+        restore = self._install_signal_handlers() if handle_signals else {}
+        start = time.perf_counter()
+        threads = [
+            self._thread("decode", self._decode),
+            self._thread("upload", self._upload),
+            self._thread("infer", self._infer),
+            self._thread("download", self._download),
+        ]
+        completed = False
+        try:
+            completed = self._encode_loop()
+        finally:
+            self.stop.set()
+            for t in threads:
+                t.join(timeout=5.0)
+            self.stats.elapsed_s = time.perf_counter() - start
+            self.stats.dropped = sum(link.dropped for link in self.links)
+            for sig, handler in restore.items():
+                signal.signal(sig, handler)
+            failed = bool(self._errors) or not (completed or self.stats.interrupted or self.sink.stop_requested)
+            try:
+                if failed:
+                    self.sink.abort()
+                else:
+                    self.sink.close(complete=completed)
+            finally:
+                self.source.close()
+        if self._errors:
+            raise self._errors[0]
+        return self.stats
+
+    def _encode_loop(self) -> bool:
+        """Write frames until the stream ends (True) or the run is stopped (False)."""
+        src = self.links[3]
+        while (item := src.get()) is not _END:
+            frames, images = item
+            for frame, image in zip(frames, images, strict=True):
+                t0 = time.perf_counter()
+                self.sink.write(frame, image)
+                now = time.perf_counter()
+                self._record("encode", now - t0)
+                self.stats.latency_s.append(now - frame.captured)
+                self.stats.frames += 1
+                if self.progress is not None:
+                    self.progress(self.stats)
+            if self.sink.stop_requested:
+                return False
+        return not self.stop.is_set()
+
+    def _install_signal_handlers(self) -> dict[int, Any]:
+        if threading.current_thread() is not threading.main_thread():
+            return {}
+        previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+
+        def on_signal(signum: int, _frame: Any) -> None:
+            log.warning("interrupted: finishing the output written so far (again to abort)")
+            self.stats.interrupted = True
+            self.stop.set()
+            # A second Ctrl-C gets the default behaviour back, in case finishing hangs.
+            for sig, handler in previous.items():
+                signal.signal(sig, handler)
+
+        for sig in previous:
+            signal.signal(sig, on_signal)
+        return previous
+
+
+def _frames_in(item: Any) -> int:
+    """Frames carried by a queue item: a Frame, or a (frames, ...) tuple from later stages."""
+    return 1 if isinstance(item, Frame) else len(item[0])
+
+
+def run_stream(source: Source, backend: Backend, sink: Sink, controller: StyleController, **options: Any) -> RunStats:
+    """Convenience: build a ``Pipeline`` and run it (options as in ``Pipeline``)."""
+    handle_signals = options.pop("handle_signals", True)
+    return Pipeline(source, backend, sink, controller, **options).run(handle_signals)

@@ -1,0 +1,338 @@
+"""Frame sources: video files and streams (PyAV), webcams (OpenCV), images, and replayed files.
+
+Every source yields ``Frame``s: RGB uint8 at the processing size, with the frame's index, its
+presentation time (pts in the stream's time base and seconds) and the wall-clock moment it was
+captured or decoded, from which the pipeline measures end-to-end latency. ``live`` sources run
+under the latest-frame policy.
+"""
+
+from __future__ import annotations
+
+import itertools
+import logging
+import re
+import time
+from collections.abc import Iterator
+from dataclasses import dataclass
+from fractions import Fraction
+from pathlib import Path
+from typing import Any
+
+import cv2
+import numpy as np
+
+from realtime.errors import InputError
+
+log = logging.getLogger(__name__)
+
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
+STREAM_SCHEMES = ("rtsp", "rtmp", "udp", "tcp", "srt", "http", "https")
+
+
+@dataclass
+class Frame:
+    image: np.ndarray  # uint8 [H, W, 3] RGB
+    index: int
+    seconds: float  # presentation time from the start of the stream
+    captured: float  # time.perf_counter() when the frame was decoded/captured
+    pts: int | None = None  # in the source's time base (video sources only)
+    decode_s: float = 0.0  # time spent decoding and converting this frame
+    name: str = ""  # file name for image sources
+
+
+def fit_size(
+    width: int, height: int, max_side: int | None = None, size: tuple[int, int] | None = None
+) -> tuple[int, int]:
+    """The processing size: ``size`` as given, else scaled so the long side <= ``max_side``.
+
+    Scaled sizes are rounded to even numbers, which H.264 in yuv420p requires.
+    """
+    if size is not None:
+        return size
+    if max_side is None or max(width, height) <= max_side:
+        return width, height
+    scale = max_side / max(width, height)
+    return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
+
+
+def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
+    if (image.shape[1], image.shape[0]) == size:
+        return image
+    # INTER_AREA averages instead of skipping pixels when shrinking: no aliasing shimmer in video.
+    return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
+
+
+class Source:
+    live: bool = False
+    #: frames per second when known (video/camera); None for images
+    fps: float | None = None
+    #: total frames when known (for progress and ETA)
+    frame_count: int | None = None
+    #: the processing (output) size, (width, height); None when it varies (image folders)
+    size: tuple[int, int] | None = None
+    #: the input file, for sinks that copy its audio
+    path: Path | None = None
+    #: exact frame rate and the time base of ``Frame.pts`` (video sources; encoders reuse them)
+    rate: Fraction | None = None
+    time_base: Fraction | None = None
+
+    def __iter__(self) -> Iterator[Frame]:
+        raise NotImplementedError
+
+    def close(self) -> None:  # noqa: B027 - sources without resources need nothing
+        """Release files and devices."""
+
+    def __enter__(self) -> Source:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+
+def _check_file(path: Path) -> None:
+    if not path.exists():
+        raise InputError(f"input not found: {path}")
+    if path.is_file() and path.stat().st_size == 0:
+        raise InputError(f"input file is empty: {path}")
+
+
+class VideoSource(Source):
+    """Any container/codec FFmpeg reads, or a network stream URL; rotation metadata is applied."""
+
+    def __init__(self, path: str | Path, max_side: int | None = None, size: tuple[int, int] | None = None) -> None:
+        import av
+
+        is_url = isinstance(path, str) and "://" in path
+        if not is_url:
+            path = Path(path)
+            _check_file(path)
+            if path.is_dir():
+                raise InputError(f"input is a directory with no images: {path}")
+            self.path = path
+        self.live = is_url and str(path).split("://")[0].lower() in STREAM_SCHEMES
+        try:
+            self.container = av.open(str(path), "r", timeout=10.0 if is_url else None)
+        except (av.error.FFmpegError, UnicodeDecodeError) as e:
+            raise InputError(f"cannot read {path} as video: {e.strerror if hasattr(e, 'strerror') else e}") from None
+        if not self.container.streams.video:
+            self.container.close()
+            raise InputError(f"no video stream in {path}")
+        self.stream = self.container.streams.video[0]
+        self.stream.thread_type = "AUTO"
+        self.tb: Fraction = self.stream.time_base or Fraction(1, 90000)
+        self.time_base = self.tb
+        rate = self.stream.average_rate or self.stream.guessed_rate
+        self.rate = Fraction(rate) if rate else None
+        self.fps = float(rate) if rate else None
+        w, h = self.stream.codec_context.width, self.stream.codec_context.height
+        if not w or not h:
+            self.container.close()
+            raise InputError(f"video stream in {path} has no frame size (damaged file?)")
+        # The first frame is decoded now: it carries the rotation, and proves the stream decodes.
+        self._decoded = self.container.decode(self.stream)
+        try:
+            self._first: Any = next(self._decoded)
+        except (StopIteration, av.error.FFmpegError):
+            self.container.close()
+            raise InputError(f"no decodable video frames in {path}") from None
+        self.rotation = int(round((self._first.rotation or 0) / 90.0)) % 4 * 90
+        if self.rotation in (90, 270):
+            w, h = h, w
+        self.size = fit_size(w, h, max_side, size)
+        self.frame_count = self._count()
+        self.audio = self.container.streams.audio[0] if self.container.streams.audio else None
+        self.name = str(path)
+
+    def _count(self) -> int | None:
+        if self.stream.frames:
+            return int(self.stream.frames)
+        if self.stream.duration and self.fps:
+            return round(float(self.stream.duration * self.tb) * self.fps)
+        return None
+
+    def __iter__(self) -> Iterator[Frame]:
+        import av
+
+        first, self._first = self._first, None
+        if first is None:
+            raise RuntimeError("a VideoSource can be iterated once")
+        start = first.pts if first.pts is not None else 0
+        decoded = itertools.chain([first], self._decoded)
+        index = 0
+        # Rotation swaps the sides: scale to the pre-rotation size, then rotate.
+        assert self.size is not None
+        w, h = self.size if self.rotation in (0, 180) else (self.size[1], self.size[0])
+        while True:
+            t0 = time.perf_counter()
+            try:
+                av_frame = next(decoded)
+            except StopIteration:
+                return
+            except av.error.FFmpegError as e:
+                # A damaged tail: keep what decoded, like every player does.
+                log.warning("decoding stopped at frame %d: %s", index, e)
+                return
+            image: np.ndarray = av_frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+            if self.rotation:
+                image = np.ascontiguousarray(np.rot90(image, self.rotation // 90))
+            t1 = time.perf_counter()
+            pts = av_frame.pts
+            seconds = float((pts - start) * self.tb) if pts is not None else index / (self.fps or 25.0)
+            yield Frame(image, index, seconds, t1, pts=pts, decode_s=t1 - t0)
+            index += 1
+
+    def close(self) -> None:
+        self.container.close()
+
+
+class ReplaySource(Source):
+    """A video file delivered at its own frame rate, as a camera would: the live path without a camera."""
+
+    live = True
+
+    def __init__(
+        self, path: str | Path, max_side: int | None = None, size: tuple[int, int] | None = None, speed: float = 1.0
+    ) -> None:
+        self.video = VideoSource(path, max_side, size)
+        v = self.video
+        self.size, self.fps, self.frame_count, self.path, self.rate, self.time_base = (
+            v.size,
+            v.fps,
+            v.frame_count,
+            v.path,
+            v.rate,
+            v.time_base,
+        )
+        self.speed = speed
+
+    def __iter__(self) -> Iterator[Frame]:
+        start = time.perf_counter()
+        for frame in self.video:
+            due = start + frame.seconds / self.speed
+            delay = due - time.perf_counter()
+            if delay > 0:
+                time.sleep(delay)
+            # The frame "arrives" now; latency counts from here, as with a camera.
+            frame.captured = time.perf_counter()
+            yield frame
+
+    def close(self) -> None:
+        self.video.close()
+
+
+class CameraSource(Source):
+    """A webcam through OpenCV ``VideoCapture``: a device index or a device path."""
+
+    live = True
+
+    def __init__(
+        self,
+        device: int | str = 0,
+        width: int | None = None,
+        height: int | None = None,
+        fps: float | None = None,
+        max_side: int | None = None,
+    ) -> None:
+        self.capture = cv2.VideoCapture(device)
+        if not self.capture.isOpened():
+            raise InputError(f"cannot open camera {device!r} (not connected, busy, or no permission)")
+        if width and height:
+            self.capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+            self.capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+        if fps:
+            self.capture.set(cv2.CAP_PROP_FPS, fps)
+        ok, first = self.capture.read()
+        if not ok or first is None:
+            self.capture.release()
+            raise InputError(f"camera {device!r} opened but delivers no frames")
+        self._first: np.ndarray | None = first
+        self.fps = self.capture.get(cv2.CAP_PROP_FPS) or fps or 30.0
+        self.size = fit_size(first.shape[1], first.shape[0], max_side)
+        self.name = f"camera {device}"
+        if width and height and (first.shape[1], first.shape[0]) != (width, height):
+            log.warning("camera gives %dx%d, not the requested %dx%d", first.shape[1], first.shape[0], width, height)
+
+    def __iter__(self) -> Iterator[Frame]:
+        start = time.perf_counter()
+        index = 0
+        assert self.size is not None
+        while True:
+            t0 = time.perf_counter()
+            if self._first is not None:
+                bgr, self._first = self._first, None
+            else:
+                ok, bgr = self.capture.read()
+                if not ok:
+                    log.warning("camera stopped delivering frames")
+                    return
+            t1 = time.perf_counter()
+            image = resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.size)
+            t2 = time.perf_counter()
+            yield Frame(image, index, t1 - start, t1, decode_s=t2 - t0)
+            index += 1
+
+    def close(self) -> None:
+        self.capture.release()
+
+
+class ImageSource(Source):
+    """One image, or every image in a folder (sorted by name)."""
+
+    def __init__(self, path: str | Path, max_side: int | None = None, size: tuple[int, int] | None = None) -> None:
+        path = Path(path)
+        _check_file(path)
+        if path.is_dir():
+            self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
+            if not self.files:
+                raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
+        else:
+            self.files = [path]
+        self.path = path
+        self.max_side, self.fixed_size = max_side, size
+        self.frame_count = len(self.files)
+        self.size = size if len(self.files) > 1 else fit_size(*_image_size(self.files[0]), max_side, size)
+
+    def __iter__(self) -> Iterator[Frame]:
+        for index, file in enumerate(self.files):
+            t0 = time.perf_counter()
+            bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
+            if bgr is None:
+                raise InputError(f"cannot read image {file}")
+            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
+            image = resize(rgb, fit_size(rgb.shape[1], rgb.shape[0], self.max_side, self.fixed_size))
+            t1 = time.perf_counter()
+            yield Frame(image, index, float(index), t1, decode_s=t1 - t0, name=file.name)
+
+
+def _image_size(path: Path) -> tuple[int, int]:
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with Image.open(path) as im:
+            return im.size
+    except (UnidentifiedImageError, OSError):
+        raise InputError(f"cannot read image {path}") from None
+
+
+def is_camera(spec: str) -> bool:
+    return spec.isdigit() or re.fullmatch(r"/dev/video\d+", spec) is not None
+
+
+def open_source(
+    spec: str | Path | int,
+    max_side: int | None = None,
+    size: tuple[int, int] | None = None,
+    live: bool = False,
+) -> Source:
+    """Pick the source for a path, URL or camera index. ``live`` replays a file in real time."""
+    text = str(spec)
+    if isinstance(spec, int) or is_camera(text):
+        return CameraSource(int(text) if text.isdigit() else text, max_side=max_side)
+    path = Path(text)
+    if "://" not in text and (path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES):
+        if live:
+            raise InputError("--live replays a video file; images have no frame rate")
+        return ImageSource(path, max_side, size)
+    if live:
+        return ReplaySource(text, max_side, size)
+    return VideoSource(text, max_side, size)
