@@ -89,7 +89,7 @@ class RunStats:
 
 
 class Link:
-    """A bounded FIFO between two stages (back-pressure); ``Mailbox`` overrides it for live runs."""
+    """A bounded FIFO between two stages (back-pressure), for lossless runs."""
 
     def __init__(self, maxsize: int, stop: threading.Event) -> None:
         self._q: queue.Queue[Any] = queue.Queue(maxsize)
@@ -123,25 +123,43 @@ class Link:
         self.put(_END)
 
 
-class Mailbox(Link):
-    """One slot; a put replaces what is waiting there and counts it as dropped."""
+class Mailbox:
+    """One slot for live runs: a put replaces what is waiting there and counts it as dropped.
+
+    The end marker is a flag, not an item, so the last frame of a stream is never dropped for it.
+    """
 
     def __init__(self, stop: threading.Event, count: Callable[[Any], int]) -> None:
-        super().__init__(1, stop)
-        self._lock = threading.Lock()
+        self._stop = stop
         self._count = count  # frames in a replaced item
+        self._cond = threading.Condition()
+        self._item: Any = None
+        self._closed = False
+        self.dropped = 0
 
     def put(self, item: Any) -> None:
-        with self._lock:
-            try:
-                old = self._q.get_nowait()
-            except queue.Empty:
-                old = None
-            if old is _END:
-                item = _END  # nothing may follow the end marker
-            elif old is not None:
-                self.dropped += self._count(old)
-            self._q.put_nowait(item)
+        with self._cond:
+            if self._item is not None:
+                self.dropped += self._count(self._item)
+            self._item = item
+            self._cond.notify()
+
+    def get(self) -> Any:
+        with self._cond:
+            while self._item is None and not self._closed and not self._stop.is_set():
+                self._cond.wait(_POLL_S)
+            if self._stop.is_set() or self._item is None:
+                return _END
+            item, self._item = self._item, None
+            return item
+
+    def get_nowait(self) -> Any:
+        return None  # live runs never batch
+
+    def close(self) -> None:
+        with self._cond:
+            self._closed = True
+            self._cond.notify()
 
 
 class Pipeline:
@@ -171,11 +189,12 @@ class Pipeline:
         self._timing_lock = threading.Lock()
         self._errors: list[BaseException] = []
         self._carry: Any = None  # an item that did not fit the current batch
-        self.links: list[Link]
+        self.links: list[Link | Mailbox]
         if self.policy == "latest":
             self.links = [Mailbox(self.stop, _frames_in) for _ in range(4)]
         else:
-            self.links = [Link(queue_size * self.batch, self.stop)] + [Link(queue_size, self.stop) for _ in range(3)]
+            sizes = [queue_size * self.batch, queue_size, queue_size, queue_size]
+            self.links = [Link(n, self.stop) for n in sizes]
 
     # --- bookkeeping ----------------------------------------------------------------------------------
 

@@ -1,0 +1,41 @@
+"""Shared fixtures. Add yours; never remove others'."""
+
+from __future__ import annotations
+
+from pathlib import Path
+
+import pytest
+import torch
+
+from realtime.model import CondInstanceNorm, Generator, GeneratorConfig
+from realtime.modelfile import StyleInfo, save_model
+
+SAMPLE_VIDEO = Path(__file__).resolve().parents[1] / "realtime" / "assets" / "sample.mp4"
+TINY_STYLES = ("candy", "mosaic", "wave")
+
+
+def make_tiny_model(path: Path, arch: str = "fast", channels: int = 8, seed: int = 0) -> Path:
+    """A small random generator whose styles really differ (random per-style norm affines)."""
+    torch.manual_seed(seed)
+    cfg = GeneratorConfig(arch=arch, num_styles=len(TINY_STYLES), channels=channels, res_blocks=1, refine_channels=4)  # type: ignore[arg-type]
+    generator = Generator(cfg)
+    with torch.no_grad():
+        for module in generator.modules():
+            if isinstance(module, CondInstanceNorm):
+                module.gamma.copy_(1.0 + 0.5 * torch.randn_like(module.gamma))
+                module.beta.copy_(0.5 * torch.randn_like(module.beta))
+    save_model(path, generator, [StyleInfo(name) for name in TINY_STYLES])
+    return path
+
+
+@pytest.fixture(scope="session")
+def tiny_model(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    return make_tiny_model(tmp_path_factory.mktemp("model") / "tiny.stylecast")
+
+
+@pytest.fixture(autouse=True)
+def stylecast_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytest.MonkeyPatch) -> Path:
+    """Keep derived artifacts (ONNX exports, engines) out of the user's cache; shared per session."""
+    cache = tmp_path_factory.getbasetemp() / "stylecast-cache"
+    monkeypatch.setenv("STYLECAST_CACHE", str(cache))
+    return cache
