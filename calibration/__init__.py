@@ -29,7 +29,15 @@ log = logging.getLogger(__name__)
 #: bump when the quantization recipe changes, so cached INT8 graphs from an older recipe are not reused
 RECIPE = "qdq-conv-subres-u8s8-1"
 
-__all__ = ["METHODS", "CalibrationReport", "GateThresholds", "calibrate", "int8_model_path", "representative_frames"]
+__all__ = [
+    "METHODS",
+    "CalibrationReport",
+    "GateThresholds",
+    "calibrate",
+    "int8_cache_path",
+    "int8_model_path",
+    "representative_frames",
+]
 
 
 @dataclass(frozen=True)
@@ -138,6 +146,18 @@ def calibrate(
     return report
 
 
+def int8_cache_path(
+    info: ModelInfo, frames: str | Path | None = None, method: str = "percentile", size: tuple[int, int] = DEFAULT_SIZE
+) -> tuple[Path, str]:
+    """Where the cached INT8 graph for these settings lives, and its key.
+
+    Keyed by the model's SHA-256, the method, the size and the content of the calibration source (the
+    bundled sample clip when ``frames`` is None), so a retrained model or other frames get their own graph.
+    """
+    key = _key(info.sha256, method, source_digest(frames), "x".join(map(str, size)))
+    return cache_dir("int8") / f"{key[:24]}.onnx", key
+
+
 def int8_model_path(
     generator: Generator,
     info: ModelInfo,
@@ -145,13 +165,8 @@ def int8_model_path(
     frames: str | Path | None = None,
     method: str = "percentile",
 ) -> Path:
-    """The cached INT8 Q/DQ graph for this model, calibrated now (once) when missing.
-
-    Keyed by the model's SHA-256, the method and the content of the calibration source (the bundled
-    sample clip when ``frames`` is None), so a retrained model or other frames get their own graph.
-    """
-    key = _key(info.sha256, method, source_digest(frames), "x".join(map(str, DEFAULT_SIZE)))
-    path = cache_dir("int8") / f"{key[:24]}.onnx"
+    """The cached INT8 Q/DQ graph for this model, calibrated now (once) when missing."""
+    path, key = int8_cache_path(info, frames, method)
     if path.is_file():
         return path
     log.info("calibrating INT8 for this model (once; cached in %s)", path.parent)

@@ -1,28 +1,41 @@
-"""Export a stylecast model to ONNX (the artifact ONNX Runtime, the INT8 calibrator and TensorRT consume).
+"""Export a stylecast model: ONNX (what ONNX Runtime, the INT8 calibrator and TensorRT consume), its
+INT8 Q/DQ variant, a TensorRT engine, or TorchScript, all behind one ``stylecast export``.
 
-The graph takes ``frames [B,3,H,W]`` float32 in [0,1] and ``style_weights [B,N]`` and returns
+The ONNX graph takes ``frames [B,3,H,W]`` float32 in [0,1] and ``style_weights [B,N]`` and returns
 ``stylized [B,3,H,W]``; batch, height and width are dynamic. The model's style names and file hash
 go into the ONNX metadata so a runtime can check that an ONNX file belongs to the model it was given.
+Every ONNX and TorchScript export checks itself against eager torch on several frame sizes, odd ones
+included, and fails rather than hand over a graph that computes something else.
 """
 
 from __future__ import annotations
 
+import argparse
 import io
 import json
 import logging
 import warnings
+from collections.abc import Callable
+from dataclasses import dataclass
 from pathlib import Path
+from typing import Any
 
+import numpy as np
 import torch
 
-from realtime.model import Generator
-from realtime.modelfile import ModelInfo, atomic_write_bytes
+from realtime.errors import ModelError, OutputError
+from realtime.model import MIN_SIDE, Generator
+from realtime.modelfile import ModelInfo, atomic_write_bytes, load_model
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
 INPUT_NAMES = ("frames", "style_weights")
 OUTPUT_NAME = "stylized"
+#: (batch, height, width) the parity check runs: the smallest side, odd sides, a batch, a 16:9 frame
+PARITY_SHAPES = ((1, MIN_SIDE, MIN_SIDE), (1, 17, 31), (2, 37, 22), (1, 90, 160))
+#: most absolute difference allowed between an export and eager torch, on the [0,1] output scale
+PARITY_TOLERANCE = 1e-3
 
 
 def export_onnx(generator: Generator, info: ModelInfo, path: Path | str, opset: int = OPSET) -> Path:
@@ -66,3 +79,170 @@ def export_onnx(generator: Generator, info: ModelInfo, path: Path | str, opset: 
     atomic_write_bytes(path, proto.SerializeToString())
     log.info("exported %s (opset %d)", path, opset)
     return path
+
+
+def _parity_inputs(num_styles: int, seed: int = 0) -> list[tuple[torch.Tensor, torch.Tensor]]:
+    g = torch.Generator().manual_seed(seed)
+    out = []
+    for b, h, w in PARITY_SHAPES:
+        frames = torch.rand(b, 3, h, w, generator=g)
+        # Random blends, different per sample: the style weights must reach every norm of every sample.
+        weights = torch.softmax(3.0 * torch.randn(b, num_styles, generator=g), dim=1)
+        out.append((frames, weights))
+    return out
+
+
+def check_parity(generator: Generator, run: Callable[[torch.Tensor, torch.Tensor], np.ndarray], what: str) -> float:
+    """Largest |export - eager torch| over ``PARITY_SHAPES``; raises ModelError above ``PARITY_TOLERANCE``."""
+    worst = 0.0
+    for frames, weights in _parity_inputs(generator.cfg.num_styles):
+        with torch.no_grad():
+            expected = generator.eval()(frames, weights).numpy()
+        got = run(frames, weights)
+        if got.shape != expected.shape:
+            raise ModelError(f"{what} returns shape {got.shape} for input {tuple(frames.shape)}, torch {expected.shape}")
+        err = float(np.abs(got - expected).max())
+        log.debug("%s parity at %s: max abs err %.2e", what, tuple(frames.shape), err)
+        if not err <= PARITY_TOLERANCE:  # also catches NaN
+            raise ModelError(
+                f"{what} differs from torch by {err:.2e} (> {PARITY_TOLERANCE}) at input {tuple(frames.shape)}"
+            )
+        worst = max(worst, err)
+    return worst
+
+
+def verify_onnx(generator: Generator, path: Path | str) -> float:
+    """Run ``path`` in ONNX Runtime against eager torch; the worst max-abs error, or ModelError."""
+    import onnxruntime as ort
+
+    try:
+        session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
+    except Exception as e:  # onnxruntime raises its own untyped errors for bad files
+        raise ModelError(f"onnxruntime cannot load {path}: {str(e).splitlines()[0]}") from None
+
+    def run(frames: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
+        return session.run(None, {INPUT_NAMES[0]: frames.numpy(), INPUT_NAMES[1]: weights.numpy()})[0]
+
+    return check_parity(generator, run, f"ONNX export {path}")
+
+
+def export_torchscript(generator: Generator, info: ModelInfo, path: Path | str) -> Path:
+    """Trace the generator to TorchScript (for C++/libtorch hosts); style names ride along as extra files."""
+    path = Path(path)
+    n = generator.cfg.num_styles
+    sample = (torch.rand(1, 3, 4 * generator.cfg.multiple + 1, 6 * generator.cfg.multiple + 3), torch.full((1, n), 1.0 / n))
+    with warnings.catch_warnings(), torch.no_grad():
+        warnings.simplefilter("ignore")  # the same shape-arithmetic tracer warnings as the ONNX export
+        traced = torch.jit.trace(generator.eval(), sample, check_trace=False)
+    buf = io.BytesIO()
+    extra = {"stylecast_model_sha256": info.sha256, "stylecast_styles": json.dumps(info.style_names)}
+    torch.jit.save(traced, buf, _extra_files=extra)
+    atomic_write_bytes(path, buf.getvalue())
+    return path
+
+
+def verify_torchscript(generator: Generator, path: Path | str) -> float:
+    module = torch.jit.load(str(path), map_location="cpu")
+
+    def run(frames: torch.Tensor, weights: torch.Tensor) -> np.ndarray:
+        with torch.no_grad():
+            return module(frames, weights).numpy()
+
+    return check_parity(generator, run, f"TorchScript export {path}")
+
+
+@dataclass(frozen=True)
+class Format:
+    name: str
+    suffix: str
+    description: str
+    requires: str
+
+
+FORMATS = {
+    f.name: f
+    for f in (
+        Format("onnx", ".onnx", "ONNX FP32, dynamic batch/height/width (ONNX Runtime, TensorRT)", "onnx, onnxruntime"),
+        Format("onnx-int8", ".int8.onnx", "explicit Q/DQ INT8 ONNX, calibrated and quality-gated", "onnxruntime"),
+        Format("engine", ".engine", "TensorRT engine for this GPU (fp16/int8/best)", "tensorrt, CUDA GPU"),
+        Format("torchscript", ".torchscript.pt", "traced TorchScript (libtorch hosts)", "torch"),
+    )
+}
+
+
+def _formats_epilog() -> str:
+    rows = "\n".join(f"  {f.name:<12} {f.suffix:<16} {f.description} [{f.requires}]" for f in FORMATS.values())
+    return "formats:\n" + rows
+
+
+def register(subparsers: Any) -> None:
+    from calibration.cli import add_calibration_args
+    from realtime.compile import add_engine_args
+
+    p = subparsers.add_parser(
+        "export",
+        help="export a model to ONNX, INT8 ONNX, a TensorRT engine or TorchScript",
+        description="Export a model for deployment. ONNX and TorchScript exports are checked against torch.",
+        epilog=_formats_epilog(),
+        formatter_class=argparse.RawDescriptionHelpFormatter,
+    )
+    p.add_argument("--model", type=Path, help="a .stylecast model file (default: the bundled model)")
+    p.add_argument("--format", choices=tuple(FORMATS), default="onnx", help="what to export (default: onnx)")
+    p.add_argument("-o", "--output", type=Path, help="output file (default: <model name><format suffix> here)")
+    p.add_argument("--int8", action="store_true", help="INT8: onnx -> onnx-int8; engine -> int8 precision")
+    p.add_argument("--half", action="store_true", help="FP16 (engine only: --format engine --half)")
+    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (>= 17; default {OPSET})")
+    p.add_argument("--no-verify", action="store_true", help="skip the parity check against torch")
+    add_calibration_args(p)
+    add_engine_args(p)
+    p.set_defaults(func=run_export)
+
+
+def _default_output(info: ModelInfo, fmt: Format, precision: str) -> Path:
+    stem = info.path.stem if info.path is not None else "model"
+    suffix = f".{precision}.engine" if fmt.name == "engine" else fmt.suffix
+    return Path.cwd() / f"{stem}{suffix}"
+
+
+def run_export(args: argparse.Namespace) -> int:
+    fmt = FORMATS["onnx-int8" if args.int8 and args.format == "onnx" else args.format]
+    if args.half and fmt.name != "engine":
+        raise ModelError("--half applies to TensorRT engines (--format engine); ONNX exports stay FP32 for portability")
+    if args.opset < OPSET:
+        raise ModelError(f"--opset must be >= {OPSET} (InstanceNormalization and dynamic padding need it)")
+    generator, info = load_model(args.model)
+    precision = "int8" if args.int8 else "fp16" if args.half else args.precision
+    output = args.output or _default_output(info, fmt, precision)
+    if output.is_dir():
+        raise OutputError(f"output is a directory: {output}")
+    if not output.parent.is_dir():
+        raise OutputError(f"output folder does not exist: {output.parent}")
+    if fmt.name in ("onnx", "torchscript"):
+        if fmt.name == "onnx":
+            export_onnx(generator, info, output, opset=args.opset)
+        else:
+            export_torchscript(generator, info, output)
+        if not args.no_verify:
+            verify = verify_onnx if fmt.name == "onnx" else verify_torchscript
+            try:
+                err = verify(generator, output)
+            except ModelError:
+                output.unlink(missing_ok=True)  # never leave an export behind that failed its check
+                raise
+            log.info("%s matches torch: max abs error %.2e over %d shapes", fmt.name, err, len(PARITY_SHAPES))
+    elif fmt.name == "onnx-int8":
+        from calibration import calibrate
+        from calibration.cli import print_report, thresholds_from
+        from calibration.frames import representative_frames
+
+        report = calibrate(
+            generator, info, representative_frames(args.frames), output, method=args.method, thresholds=thresholds_from(args)
+        )
+        print_report(report, output)
+        return 0 if report.passed else 1
+    else:
+        from realtime.compile import compile_from_args
+
+        compile_from_args(args, generator, info, precision, output)
+    print(output)
+    return 0

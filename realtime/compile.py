@@ -1,0 +1,308 @@
+"""``stylecast compile``: ONNX -> TensorRT engine, cached per model, precision, shapes, GPU and TensorRT.
+
+Two routes build the engine:
+
+* ``tensorrt`` (default): the TensorRT Python API on the exported ONNX graph (the calibrated Q/DQ
+  graph for ``int8``/``best``), one optimization profile from ``--shapes``, a persistent timing cache
+  and a workspace limit. The runtime's TensorRT backend runs these engines.
+* ``torch-tensorrt``: ``torch_tensorrt.compile`` with the dynamo IR, saved as an ExportedProgram
+  (``torch.export.load`` + call); for hosts that stay in PyTorch. FP32/FP16 only.
+
+Precisions: ``fp32``; ``fp16``; ``int8`` (explicit Q/DQ INT8, other layers FP32); ``best`` (Q/DQ INT8
+plus FP16 elsewhere). Engines are cached (``realtime.engine_cache``): a hit only reads a file.
+"""
+
+from __future__ import annotations
+
+import argparse
+import logging
+import shutil
+from dataclasses import dataclass
+from pathlib import Path
+from typing import Any
+
+from realtime.backends.onnx_backend import cache_dir, onnx_model_path
+from realtime.engine_cache import EngineCache, EngineKey
+from realtime.errors import BackendUnavailable, ModelError, OutputError
+from realtime.model import MIN_SIDE, Generator
+from realtime.modelfile import ModelInfo, load_model
+
+log = logging.getLogger(__name__)
+
+PRECISIONS = ("fp32", "fp16", "int8", "best")
+ROUTES = ("tensorrt", "torch-tensorrt")
+#: single frames from the generator's smallest side up to 4K, tuned for 720p
+DEFAULT_SHAPES = "1x3x16x16:1x3x720x1280:1x3x2160x3840"
+DEFAULT_WORKSPACE_GB = 4.0
+INSTALL_HINT = (
+    "install the tensorrt extra on a machine with an NVIDIA GPU: pip install 'stylecast[tensorrt]' "
+    "(TensorRT >= 10, torch-tensorrt, cuda-python; needs a CUDA build of torch and a recent NVIDIA driver)"
+)
+
+Shape = tuple[int, int, int, int]
+
+
+@dataclass(frozen=True)
+class ShapeProfile:
+    """min/opt/max ``frames`` shapes ``(B, 3, H, W)`` of a TensorRT optimization profile."""
+
+    min: Shape
+    opt: Shape
+    max: Shape
+
+    def spec(self) -> str:
+        return ",".join(f"{k}={'x'.join(map(str, getattr(self, k)))}" for k in ("min", "opt", "max"))
+
+    def accepts(self, batch: int, height: int, width: int) -> bool:
+        return all(lo <= v <= hi for lo, v, hi in zip(self.min, (batch, 3, height, width), self.max, strict=True))
+
+
+def _parse_shape(text: str) -> Shape:
+    parts = text.strip().lower().split("x")
+    if len(parts) != 4 or not all(p.isdigit() for p in parts):
+        raise ValueError(f"shape must look like 1x3x720x1280 (BxCxHxW), got {text!r}")
+    b, c, h, w = (int(p) for p in parts)
+    if c != 3:
+        raise ValueError(f"frames have 3 channels, got {text!r}")
+    if b < 1:
+        raise ValueError(f"batch must be >= 1, got {text!r}")
+    if h < MIN_SIDE or w < MIN_SIDE:
+        raise ValueError(f"height and width must be >= {MIN_SIDE} (smaller frames are padded by the runtime), got {text!r}")
+    return b, c, h, w
+
+
+def parse_shapes(text: str) -> ShapeProfile:
+    """``MIN:OPT:MAX``, ``min=MIN,opt=OPT,max=MAX`` or one static shape; each shape ``BxCxHxW``."""
+    text = text.strip()
+    if "=" in text:
+        named: dict[str, str] = {}
+        for item in text.split(","):
+            k, sep, v = item.partition("=")
+            k = k.strip().lower()
+            if not sep or k not in ("min", "opt", "max") or k in named:
+                raise ValueError(f"expected min=...,opt=...,max=..., got {text!r}")
+            named[k] = v
+        if len(named) != 3:
+            raise ValueError(f"expected all of min, opt and max, got {text!r}")
+        shapes = [named["min"], named["opt"], named["max"]]
+    else:
+        shapes = text.split(":")
+        if len(shapes) == 1:
+            shapes *= 3
+        if len(shapes) != 3:
+            raise ValueError(f"expected MIN:OPT:MAX or one shape, got {text!r}")
+    lo, opt, hi = (_parse_shape(s) for s in shapes)
+    if not all(a <= b <= c for a, b, c in zip(lo, opt, hi, strict=True)):
+        raise ValueError(f"need min <= opt <= max in every dimension, got {text!r}")
+    return ShapeProfile(lo, opt, hi)
+
+
+def require_tensorrt(route: str = "tensorrt") -> str:
+    """The TensorRT version, or BackendUnavailable saying what is missing and how to install it."""
+    try:
+        import tensorrt
+    except ImportError as e:
+        raise BackendUnavailable(f"TensorRT is not installed ({e}); {INSTALL_HINT}") from None
+    version = str(tensorrt.__version__)
+    if int(version.split(".")[0]) < 10:
+        raise BackendUnavailable(f"TensorRT {version} is too old: stylecast needs TensorRT >= 10; {INSTALL_HINT}")
+    if route == "torch-tensorrt":
+        try:
+            import torch_tensorrt  # noqa: F401
+        except ImportError as e:
+            raise BackendUnavailable(f"torch-tensorrt is not installed ({e}); {INSTALL_HINT}") from None
+    return version
+
+
+def gpu_identity() -> tuple[str, str]:
+    """(GPU name, compute capability "major.minor") of the current CUDA device."""
+    import torch
+
+    if not torch.cuda.is_available():
+        raise BackendUnavailable(f"TensorRT needs an NVIDIA GPU, and torch sees no CUDA device here; {INSTALL_HINT}")
+    major, minor = torch.cuda.get_device_capability()
+    return torch.cuda.get_device_name(), f"{major}.{minor}"
+
+
+def engine_cache() -> EngineCache:
+    return EngineCache(cache_dir("engines"))
+
+
+def engine_key(info: ModelInfo, precision: str, profile: ShapeProfile, route: str = "tensorrt") -> EngineKey:
+    """The cache key for this model on this machine (needs TensorRT and a GPU)."""
+    version = require_tensorrt(route)
+    gpu, capability = gpu_identity()
+    return EngineKey(info.sha256, precision, profile.spec(), gpu, capability, version, route)
+
+
+def _source_graph(generator: Generator, info: ModelInfo, precision: str, frames: str | Path | None, method: str) -> Path:
+    if precision in ("int8", "best"):
+        from calibration import int8_model_path
+
+        return int8_model_path(generator, info, frames=frames, method=method)
+    return onnx_model_path(generator, info)
+
+
+def _build_tensorrt(generator: Generator, info: ModelInfo, precision: str, profile: ShapeProfile, workspace_gb: float, frames: str | Path | None, method: str) -> bytes:
+    from realtime.tensorrt_engine import BuildSpec, build_engine
+
+    _, capability = gpu_identity()
+    spec = BuildSpec(
+        onnx_path=_source_graph(generator, info, precision, frames, method),
+        precision=precision,
+        min_shape=profile.min,
+        opt_shape=profile.opt,
+        max_shape=profile.max,
+        num_styles=info.config.num_styles,
+        workspace_bytes=int(workspace_gb * (1 << 30)),
+        timing_cache=cache_dir("engines") / f"timing-sm{capability.replace('.', '')}-trt{require_tensorrt()}.cache",
+    )
+    return build_engine(spec)
+
+
+def _build_torch_tensorrt(generator: Generator, info: ModelInfo, precision: str, profile: ShapeProfile, workspace_gb: float) -> bytes:
+    import tempfile
+
+    import torch
+    import torch_tensorrt
+
+    if precision not in ("fp32", "fp16"):
+        raise BackendUnavailable("the torch-tensorrt route builds fp32/fp16 engines; use --route tensorrt for int8/best")
+    n = info.config.num_styles
+    inputs = [
+        torch_tensorrt.Input(min_shape=profile.min, opt_shape=profile.opt, max_shape=profile.max, dtype=torch.float32, name="frames"),
+        torch_tensorrt.Input(
+            min_shape=(profile.min[0], n), opt_shape=(profile.opt[0], n), max_shape=(profile.max[0], n), dtype=torch.float32, name="style_weights"
+        ),
+    ]
+    model = generator.eval().cuda()
+    compiled = torch_tensorrt.compile(
+        model,
+        ir="dynamo",
+        inputs=inputs,
+        enabled_precisions={torch.float16} if precision == "fp16" else {torch.float32},
+        workspace_size=int(workspace_gb * (1 << 30)),
+        min_block_size=1,
+    )
+    example = [torch.rand(*profile.opt, device="cuda"), torch.full((profile.opt[0], n), 1.0 / n, device="cuda")]
+    with tempfile.TemporaryDirectory() as tmp:
+        path = Path(tmp) / "engine.ep"
+        torch_tensorrt.save(compiled, str(path), output_format="exported_program", inputs=example)
+        return path.read_bytes()
+
+
+def ensure_engine(
+    generator: Generator,
+    info: ModelInfo,
+    precision: str = "fp16",
+    profile: ShapeProfile | None = None,
+    *,
+    route: str = "tensorrt",
+    workspace_gb: float = DEFAULT_WORKSPACE_GB,
+    force: bool = False,
+    frames: str | Path | None = None,
+    method: str = "percentile",
+) -> tuple[Path, EngineKey]:
+    """The cached engine for these settings, built now when missing, stale or corrupt."""
+    if precision not in PRECISIONS:
+        raise ModelError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
+    if route not in ROUTES:
+        raise ModelError(f"unknown route {route!r}; choose one of {', '.join(ROUTES)}")
+    profile = profile or parse_shapes(DEFAULT_SHAPES)
+    key = engine_key(info, precision, profile, route)
+    cache = engine_cache()
+    cache.check_writable()
+    if force:
+        cache.evict(key)
+    elif cache.load(key) is not None:
+        log.info("engine cache hit: %s", cache.paths(key)[0])
+        return cache.paths(key)[0], key
+    log.info("building a %s %s engine for %s on %s (minutes; cached afterwards)", route, precision, profile.spec(), key.gpu_name)
+    if route == "tensorrt":
+        data = _build_tensorrt(generator, info, precision, profile, workspace_gb, frames, method)
+    else:
+        data = _build_torch_tensorrt(generator, info, precision, profile, workspace_gb)
+    return cache.store(key, data, style_names=info.style_names), key
+
+
+def compile_engine(
+    model: Path | str | None = None,
+    precision: str = "fp16",
+    shapes: str | ShapeProfile = DEFAULT_SHAPES,
+    output: Path | str | None = None,
+    **options: Any,
+) -> Path:
+    """Python API of ``stylecast compile``: the engine's path (a copy at ``output`` when given)."""
+    generator, info = load_model(model)
+    profile = parse_shapes(shapes) if isinstance(shapes, str) else shapes
+    path, _ = ensure_engine(generator, info, precision, profile, **options)
+    return _copy_out(path, None if output is None else Path(output))
+
+
+def _copy_out(path: Path, output: Path | None) -> Path:
+    if output is None:
+        return path
+    try:
+        shutil.copyfile(path, output)
+    except OSError as e:
+        raise OutputError(f"cannot write {output}: {e.strerror or e}") from None
+    return output
+
+
+def _shapes_arg(text: str) -> ShapeProfile:
+    try:
+        return parse_shapes(text)
+    except ValueError as e:
+        raise argparse.ArgumentTypeError(str(e)) from None
+
+
+def _workspace_arg(text: str) -> float:
+    try:
+        value = float(text)
+    except ValueError:
+        value = -1.0
+    if not value > 0:
+        raise argparse.ArgumentTypeError(f"workspace must be a positive number of GiB, got {text!r}")
+    return value
+
+
+def add_engine_args(p: argparse.ArgumentParser) -> None:
+    """Options shared by ``compile`` and ``export --format engine``."""
+    p.add_argument("--precision", choices=PRECISIONS, default="fp16", help="engine precision (default fp16)")
+    p.add_argument(
+        "--shapes",
+        type=_shapes_arg,
+        default=parse_shapes(DEFAULT_SHAPES),
+        help=f"optimization profile MIN:OPT:MAX or min=..,opt=..,max=.. of BxCxHxW (default {DEFAULT_SHAPES})",
+    )
+    p.add_argument("--workspace", type=_workspace_arg, default=DEFAULT_WORKSPACE_GB, help="builder workspace limit, GiB (default 4)")
+    p.add_argument("--route", choices=ROUTES, default="tensorrt", help="TensorRT Python API or torch-tensorrt dynamo (default tensorrt)")
+    p.add_argument("--force", action="store_true", help="rebuild even when the engine cache has this engine")
+
+
+def register(subparsers: Any) -> None:
+    from calibration.cli import add_calibration_args
+
+    p = subparsers.add_parser(
+        "compile",
+        help="build a TensorRT engine (cached per model, precision, shapes, GPU, TensorRT)",
+        description="Compile a model to a TensorRT engine for this GPU. Needs the tensorrt extra and an NVIDIA GPU.",
+    )
+    p.add_argument("--model", type=Path, help="a .stylecast model file (default: the bundled model)")
+    p.add_argument("-o", "--output", type=Path, help="also copy the engine here (it stays in the cache either way)")
+    add_engine_args(p)
+    add_calibration_args(p)
+    p.set_defaults(func=run_compile)
+
+
+def compile_from_args(args: argparse.Namespace, generator: Generator, info: ModelInfo, precision: str, output: Path | None) -> Path:
+    path, _ = ensure_engine(
+        generator, info, precision, args.shapes, route=args.route, workspace_gb=args.workspace, force=args.force, frames=args.frames, method=args.method
+    )
+    return _copy_out(path, output)
+
+
+def run_compile(args: argparse.Namespace) -> int:
+    generator, info = load_model(args.model)
+    print(compile_from_args(args, generator, info, args.precision, args.output))
+    return 0
