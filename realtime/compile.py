@@ -31,8 +31,8 @@ log = logging.getLogger(__name__)
 
 PRECISIONS = ("fp32", "fp16", "int8", "best")
 ROUTES = ("tensorrt", "torch-tensorrt")
-#: single frames from the generator's smallest side up to 4K, tuned for 720p
-DEFAULT_SHAPES = "1x3x16x16:1x3x720x1280:1x3x2160x3840"
+#: from one frame at the generator's smallest side to a batch of four 4K frames, tuned for one 720p frame
+DEFAULT_SHAPES = "1x3x16x16:1x3x720x1280:4x3x2160x3840"
 DEFAULT_WORKSPACE_GB = 4.0
 INSTALL_HINT = (
     "install the tensorrt extra on a machine with an NVIDIA GPU: pip install 'stylecast[tensorrt]' "
