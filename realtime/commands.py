@@ -83,7 +83,7 @@ def register(subparsers: Any) -> None:
         "--live", action="store_true", help="replay the file in real time with the live (latest-frame) policy"
     )
     run.add_argument("--overwrite", action="store_true", help="replace an existing output")
-    run.add_argument("--codec", default="libx264", help="video codec (default libx264 = H.264)")
+    run.add_argument("--codec", help="video codec (default: libx264 = H.264; libvpx-vp9 for .webm)")
     run.add_argument(
         "--crf", type=int, choices=range(0, 52), metavar="0-51", help="x264/x265 quality (lower = better; default 20)"
     )

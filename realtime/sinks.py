@@ -95,7 +95,7 @@ class VideoSink(Sink):
         rate: Fraction | float | None = None,
         time_base: Fraction | None = None,
         audio_from: Path | None = None,
-        codec: str = "libx264",
+        codec: str | None = None,
         crf: int | None = None,
         bitrate: str | None = None,
         preset: str | None = None,
@@ -109,20 +109,25 @@ class VideoSink(Sink):
         self.container: Any
         self.stream: Any
         try:
+            # PyAV opens the file only at the first packet; creating it now reports a bad path at once.
+            self.tmp.touch()
             self.container = av.open(str(self.tmp), "w")
+        except OSError as e:
+            raise OutputError(f"cannot create {self.tmp}: {e.strerror or e}") from None
         except (ValueError, av.error.FFmpegError) as e:
+            self.tmp.unlink(missing_ok=True)
             raise OutputError(f"cannot write video {self.path} (unknown extension or unwritable): {e}") from None
+        # H.264 plays everywhere; WebM only takes VP8/VP9/AV1.
+        codec = codec or ("libvpx-vp9" if self.path.suffix.lower() == ".webm" else "libx264")
         try:
             self.stream = self.container.add_stream(codec, rate=rate)
         except (ValueError, av.error.FFmpegError) as e:
             self._discard()
             raise OutputError(f"video codec {codec!r} is not available: {e}") from None
-        self.stream.width, self.stream.height = size
-        self.stream.pix_fmt = (
-            "yuv420p"
-            if codec in ("libx264", "libx265", "h264", "hevc", "libvpx-vp9", "libaom-av1", "mpeg4")
-            else self.stream.pix_fmt
-        )
+        # yuv420p (what players expect) halves chroma resolution, so sides must be even: odd frames
+        # are padded by one edge pixel rather than refused.
+        self.stream.width, self.stream.height = size[0] + size[0] % 2, size[1] + size[1] % 2
+        self.stream.pix_fmt = "yuv420p"
         self.stream.time_base = self.time_base
         self.stream.codec_context.time_base = self.time_base
         options: dict[str, str] = {}
@@ -180,13 +185,19 @@ class VideoSink(Sink):
         if self._last_pts is not None and pts <= self._last_pts:
             pts = self._last_pts + 1  # encoders reject non-increasing timestamps
         self._last_pts = pts
+        pad_h, pad_w = self.stream.height - image.shape[0], self.stream.width - image.shape[1]
+        if pad_h or pad_w:
+            image = np.pad(image, ((0, pad_h), (0, pad_w), (0, 0)), mode="edge")
         vf = av.VideoFrame.from_ndarray(image, format="rgb24")
         vf.pts, vf.time_base = pts, self.time_base
         self._last_seconds = float(pts * self.time_base)
-        if self.audio_out is not None:
-            self._mux_audio(self._last_seconds)
-        for packet in self.stream.encode(vf):
-            self.container.mux(packet)
+        try:
+            if self.audio_out is not None:
+                self._mux_audio(self._last_seconds)
+            for packet in self.stream.encode(vf):
+                self.container.mux(packet)
+        except (av.error.FFmpegError, OSError) as e:
+            raise OutputError(f"writing {self.path} failed: {e}") from None
         self.frames += 1
 
     def close(self, complete: bool = True) -> None:
@@ -197,20 +208,28 @@ class VideoSink(Sink):
             log.warning("no frames were written; %s not created", self.path)
             self._discard()
             return
-        for packet in self.stream.encode(None):
-            self.container.mux(packet)
-        if self.audio_out is not None:
-            frame_seconds = float(1 / self.stream.average_rate) if self.stream.average_rate else 0.0
-            self._mux_audio(None if complete else self._last_seconds + frame_seconds)
-        self._close_containers()
-        os.replace(self.tmp, self.path)
+        import av
+
+        try:
+            for packet in self.stream.encode(None):
+                self.container.mux(packet)
+            if self.audio_out is not None:
+                frame_seconds = float(1 / self.stream.average_rate) if self.stream.average_rate else 0.0
+                self._mux_audio(None if complete else self._last_seconds + frame_seconds)
+            self._close_containers()
+            os.replace(self.tmp, self.path)
+        except (av.error.FFmpegError, OSError) as e:
+            self._discard()
+            raise OutputError(f"finishing {self.path} failed: {e}") from None
         log.info("wrote %s (%d frames)", self.path, self.frames)
 
     def _close_containers(self) -> None:
-        self.container.close()
-        self.container = None
+        if self.container is not None:
+            self.container.close()
+            self.container = None
         if self.audio_in is not None:
             self.audio_in.close()
+            self.audio_in = None
 
     def _discard(self) -> None:
         try:
