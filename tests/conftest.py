@@ -39,3 +39,18 @@ def stylecast_cache(tmp_path_factory: pytest.TempPathFactory, monkeypatch: pytes
     cache = tmp_path_factory.getbasetemp() / "stylecast-cache"
     monkeypatch.setenv("STYLECAST_CACHE", str(cache))
     return cache
+
+
+@pytest.fixture(scope="session")
+def frame_folder(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Twelve small, different, smooth-ish RGB images: calibration and gate input that decodes fast."""
+    import cv2
+    import numpy as np
+
+    folder = tmp_path_factory.mktemp("frames")
+    rng = np.random.default_rng(0)
+    for i in range(12):
+        noise = rng.integers(0, 256, (12, 16, 3), dtype=np.uint8)
+        image = cv2.resize(noise, (64, 48), interpolation=cv2.INTER_CUBIC)
+        cv2.imwrite(str(folder / f"{i:02d}.png"), image)
+    return folder

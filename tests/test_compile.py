@@ -1,0 +1,269 @@
+"""TensorRT compile: shape profiles, engine cache keys and invalidation, error paths (TensorRT absent),
+and real builds where TensorRT and a GPU exist."""
+
+from __future__ import annotations
+
+import importlib.util
+import json
+import logging
+import sys
+import time
+import types
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from realtime import compile as trt_compile
+from realtime.cli import main
+from realtime.compile import ShapeProfile, ensure_engine, parse_shapes
+from realtime.engine_cache import EngineCache, EngineKey
+from realtime.errors import BackendUnavailable, OutputError
+from realtime.modelfile import load_model
+
+HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
+KEY = EngineKey("a" * 64, "fp16", "min=1x3x16x16,opt=1x3x720x1280,max=1x3x1080x1920", "NVIDIA H100", "9.0", "10.13.0")
+
+
+# --- shape profiles ---------------------------------------------------------------------------------
+
+
+def test_parse_shapes_accepts_the_three_forms() -> None:
+    colon = parse_shapes("1x3x360x640:1x3x720x1280:1x3x1080x1920")
+    named = parse_shapes("min=1x3x360x640, opt=1x3x720x1280, max=1x3x1080x1920")
+    assert colon == named == ShapeProfile((1, 3, 360, 640), (1, 3, 720, 1280), (1, 3, 1080, 1920))
+    assert parse_shapes("2x3x720x1280") == ShapeProfile(*[(2, 3, 720, 1280)] * 3)
+    assert parse_shapes(colon.spec()) == colon
+    assert colon.accepts(1, 500, 1000) and not colon.accepts(1, 2000, 1000) and not colon.accepts(2, 720, 1280)
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        ("1x3x720", "BxCxHxW"),
+        ("1x4x720x1280", "3 channels"),
+        ("0x3x720x1280", "batch"),
+        ("1x3x8x8", ">= 16"),
+        ("1x3x720x1280:1x3x360x640:1x3x1080x1920", "min <= opt <= max"),
+        ("1x3x360x640:1x3x720x1280", "MIN:OPT:MAX"),
+        ("min=1x3x360x640,opt=1x3x720x1280", "all of min, opt and max"),
+        ("min=1x3x360x640,top=1x3x720x1280,max=1x3x1080x1920", "min=...,opt=...,max=..."),
+        ("1x3xabcx640", "BxCxHxW"),
+    ],
+)
+def test_parse_shapes_rejects_bad_profiles(text: str, message: str) -> None:
+    with pytest.raises(ValueError, match=message):
+        parse_shapes(text)
+
+
+def test_bad_shapes_on_the_command_line_are_one_line_errors(capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["compile", "--shapes", "1x3x720x1280:1x3x360x640:1x3x1080x1920"])
+    assert exc.value.code == 2
+    assert "min <= opt <= max" in capsys.readouterr().err
+
+
+# --- cache keys and the cache -----------------------------------------------------------------------
+
+
+def test_every_key_field_changes_the_digest() -> None:
+    base = KEY.digest()
+    assert KEY.digest() == base  # stable
+    for field, value in [
+        ("model_sha256", "b" * 64),
+        ("precision", "int8"),
+        ("profile", "min=1x3x16x16,opt=1x3x360x640,max=1x3x1080x1920"),
+        ("gpu_name", "NVIDIA L4"),
+        ("compute_capability", "8.9"),
+        ("tensorrt_version", "10.14.0"),
+        ("route", "torch-tensorrt"),
+    ]:
+        changed = EngineKey(**{**KEY.__dict__, field: value})
+        assert changed.digest() != base, field
+
+
+def test_cache_round_trip_and_fast_hit(tmp_path: Path) -> None:
+    cache = EngineCache(tmp_path / "engines")
+    assert cache.load(KEY) is None
+    blob = np.random.default_rng(0).bytes(8 << 20)
+    path = cache.store(KEY, blob, style_names=["a"])
+    assert path.exists() and json.loads(cache.paths(KEY)[1].read_text())["style_names"] == ["a"]
+    start = time.perf_counter()
+    assert cache.load(KEY) == blob
+    assert time.perf_counter() - start < 1.0
+
+
+def test_corrupt_engine_is_evicted_with_a_warning(tmp_path: Path, caplog: pytest.LogCaptureFixture) -> None:
+    cache = EngineCache(tmp_path)
+    engine_path = cache.store(KEY, b"engine bytes")
+    engine_path.write_bytes(b"engine bytez")  # same size, other content
+    with caplog.at_level(logging.WARNING):
+        assert cache.load(KEY) is None
+    assert "corrupt" in caplog.text
+    assert not engine_path.exists() and not cache.paths(KEY)[1].exists()
+
+
+@pytest.mark.parametrize(
+    ("damage", "reason"),
+    [
+        (lambda meta: meta.unlink(), "missing"),
+        (lambda meta: meta.write_text("{not json"), "unreadable"),
+        (lambda meta: meta.write_text(json.dumps({**json.loads(meta.read_text()), "format": 0})), "another stylecast version"),
+        (
+            lambda meta: meta.write_text(json.dumps({**json.loads(meta.read_text()), "key": {**KEY.__dict__, "precision": "fp32"}})),
+            "another model, precision",
+        ),
+    ],
+)
+def test_stale_or_damaged_metadata_means_rebuild(tmp_path: Path, caplog: pytest.LogCaptureFixture, damage, reason: str) -> None:  # type: ignore[no-untyped-def]
+    cache = EngineCache(tmp_path)
+    cache.store(KEY, b"engine")
+    damage(cache.paths(KEY)[1])
+    with caplog.at_level(logging.WARNING):
+        assert cache.load(KEY) is None
+    assert reason in caplog.text
+
+
+def test_unwritable_cache_is_a_clear_error(tmp_path: Path) -> None:
+    blocker = tmp_path / "file"
+    blocker.write_text("not a folder")
+    cache = EngineCache(blocker / "engines")
+    with pytest.raises(OutputError, match="STYLECAST_CACHE"):
+        cache.check_writable()
+    with pytest.raises(OutputError, match="cannot write the engine cache"):
+        cache.store(KEY, b"engine")
+
+
+# --- ensure_engine's cache logic, with the TensorRT-specific parts replaced ---------------------------
+
+
+@pytest.fixture()
+def fake_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
+    """Replace the key (GPU/TensorRT identity) and the build with fakes; records each build's precision."""
+    builds: list[str] = []
+
+    def key(info, precision, profile, route="tensorrt"):  # type: ignore[no-untyped-def]
+        return EngineKey(info.sha256, precision, profile.spec(), "Fake GPU", "9.0", "10.13.0", route)
+
+    def build(generator, info, precision, profile, workspace_gb, frames, method):  # type: ignore[no-untyped-def]
+        builds.append(precision)
+        return f"engine {precision} {profile.spec()}".encode()
+
+    monkeypatch.setattr(trt_compile, "engine_key", key)
+    monkeypatch.setattr(trt_compile, "_build_tensorrt", build)
+    return builds
+
+
+def test_engine_is_built_once_then_served_from_the_cache(tiny_model: Path, fake_builds: list[str]) -> None:
+    generator, info = load_model(tiny_model)
+    profile = parse_shapes("1x3x16x16:1x3x64x64:1x3x128x128")
+    path, _ = ensure_engine(generator, info, "fp16", profile)
+    again, _ = ensure_engine(generator, info, "fp16", profile)
+    assert path == again and fake_builds == ["fp16"]
+    ensure_engine(generator, info, "int8", profile)  # another precision: another engine
+    ensure_engine(generator, info, "fp16", parse_shapes("1x3x64x64"))  # another profile
+    ensure_engine(generator, info, "fp16", profile, force=True)
+    assert fake_builds == ["fp16", "int8", "fp16", "fp16"]
+
+
+def test_corrupt_cached_engine_is_rebuilt(tiny_model: Path, fake_builds: list[str], caplog: pytest.LogCaptureFixture) -> None:
+    generator, info = load_model(tiny_model)
+    profile = parse_shapes("1x3x32x32")
+    path, _ = ensure_engine(generator, info, "fp32", profile)
+    path.write_bytes(b"truncated")
+    with caplog.at_level(logging.WARNING):
+        rebuilt, _ = ensure_engine(generator, info, "fp32", profile)
+    assert fake_builds == ["fp32", "fp32"] and "rebuilding" in caplog.text
+    assert rebuilt.read_bytes().startswith(b"engine fp32")
+
+
+def test_unknown_precision_or_route_is_refused(tiny_model: Path, fake_builds: list[str]) -> None:
+    generator, info = load_model(tiny_model)
+    with pytest.raises(Exception, match="unknown precision"):
+        ensure_engine(generator, info, "int4")
+    with pytest.raises(Exception, match="unknown route"):
+        ensure_engine(generator, info, "fp16", route="onnx")
+
+
+# --- without TensorRT ----------------------------------------------------------------------------------
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
+def test_compile_without_tensorrt_says_how_to_install(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["compile", "--model", str(tiny_model)]) == BackendUnavailable.exit_code
+    err = capsys.readouterr().err
+    assert err.count("\n") == 1 and "TensorRT is not installed" in err and "pip install 'stylecast[tensorrt]'" in err
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
+def test_export_engine_without_tensorrt_is_the_same_error(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    assert main(["export", "--model", str(tiny_model), "--format", "engine", "--half", "-o", str(tmp_path / "m.engine")]) == 3
+    assert "stylecast[tensorrt]" in capsys.readouterr().err
+    assert not (tmp_path / "m.engine").exists()
+
+
+def test_old_tensorrt_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.6.1"))
+    with pytest.raises(BackendUnavailable, match="TensorRT 8.6.1 is too old"):
+        trt_compile.require_tensorrt()
+
+
+def test_no_gpu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
+    with pytest.raises(BackendUnavailable, match="no CUDA device"):
+        trt_compile.gpu_identity()
+
+
+@pytest.mark.skipif(HAS_TENSORRT, reason="TensorRT is installed here")
+def test_tensorrt_backend_without_tensorrt_is_unavailable(tiny_model: Path) -> None:
+    from realtime.backends.tensorrt_backend import TensorRTBackend
+
+    with pytest.raises(BackendUnavailable, match="stylecast\\[tensorrt\\]"):
+        TensorRTBackend(*load_model(tiny_model))
+    with pytest.raises(BackendUnavailable, match="CUDA"):
+        TensorRTBackend(*load_model(tiny_model), device="cpu")
+
+
+# --- with TensorRT and a GPU ------------------------------------------------------------------------------
+
+
+@pytest.fixture()
+def tensorrt_gpu() -> None:
+    pytest.importorskip("tensorrt")
+    if not torch.cuda.is_available():
+        pytest.skip("needs a CUDA GPU")
+
+
+@pytest.mark.tensorrt
+@pytest.mark.parametrize("precision", ["fp16", "int8"])
+def test_tensorrt_engine_matches_torch_and_reloads_fast(tiny_model: Path, tensorrt_gpu: None, precision: str) -> None:
+    from realtime.backends.tensorrt_backend import TensorRTBackend
+
+    generator, info = load_model(tiny_model)
+    shapes = "1x3x16x16:1x3x64x96:2x3x128x160"
+    backend = TensorRTBackend(generator, info, precision=precision, shapes=shapes)
+    rng = np.random.default_rng(0)
+    for b, h, w in [(1, 64, 96), (2, 37, 51), (1, 9, 13)]:  # odd sizes and one under MIN_SIDE
+        frames = rng.integers(0, 256, (b, h, w, 3), dtype=np.uint8)
+        weights = np.eye(3, dtype=np.float32)[rng.integers(0, 3, b)]
+        out = backend(frames, weights)
+        with torch.no_grad():
+            x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+            ref = (generator(x, torch.from_numpy(weights)).permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+        assert out.shape == frames.shape
+        assert np.abs(out.astype(int) - ref.astype(int)).mean() < (3 if precision == "fp16" else 12)
+    backend.close()
+    start = time.perf_counter()
+    TensorRTBackend(generator, info, precision=precision, shapes=shapes).close()
+    assert time.perf_counter() - start < 1.0  # a cache hit only deserializes
+
+
+@pytest.mark.tensorrt
+def test_frames_outside_the_profile_are_refused(tiny_model: Path, tensorrt_gpu: None) -> None:
+    from realtime.backends.tensorrt_backend import TensorRTBackend
+    from realtime.errors import InputError
+
+    backend = TensorRTBackend(*load_model(tiny_model), shapes="1x3x16x16:1x3x32x32:1x3x64x64")
+    with pytest.raises(InputError, match="shape profile"):
+        backend.upload(np.zeros((1, 128, 128, 3), np.uint8))
