@@ -1,0 +1,407 @@
+"""The multi-style GAN training loop, single process or DistributedDataParallel under torchrun.
+
+Read top to bottom: set-up (distributed, data, networks, Gram targets), one step (critic update with
+gradient penalty, then the generator's fused objective), bookkeeping (CSV log, sample grids,
+checkpoints that resume bit-for-bit in the optimizer state, and the final ``.stylecast`` model).
+"""
+
+from __future__ import annotations
+
+import csv
+import io
+import logging
+import os
+import signal
+import time
+from collections.abc import Iterator
+from contextlib import contextmanager, nullcontext
+from dataclasses import dataclass, replace
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import torch
+import torch.distributed as dist
+import torch.nn.functional as F
+from PIL import Image
+from torch.nn.parallel import DistributedDataParallel as DDP
+from tqdm import tqdm
+
+from realtime.errors import StylecastError
+from realtime.model import PRESETS, Generator
+from realtime.modelfile import StyleInfo, atomic_write_bytes, save_model
+from train import losses
+from train.config import TrainConfig
+from train.data import CropSampler, load_styles, read_rgb, sample_style_weights, split_content, video_frames
+from train.discriminator import PatchCritic
+from train.vgg import VGGFeatures, find_vgg
+
+log = logging.getLogger(__name__)
+
+CHECKPOINT = "checkpoint.pt"
+MODEL = "model.stylecast"
+
+
+@dataclass(frozen=True)
+class DistInfo:
+    rank: int = 0
+    world: int = 1
+    local_rank: int = 0
+
+    @property
+    def main(self) -> bool:
+        return self.rank == 0
+
+
+def init_distributed(device: str) -> DistInfo:
+    """torchrun sets WORLD_SIZE/RANK/LOCAL_RANK; NCCL on GPUs, gloo on CPUs."""
+    world = int(os.environ.get("WORLD_SIZE", "1"))
+    if world == 1:
+        return DistInfo()
+    info = DistInfo(int(os.environ["RANK"]), world, int(os.environ.get("LOCAL_RANK", "0")))
+    use_cuda = device != "cpu" and torch.cuda.is_available()
+    if not dist.is_initialized():
+        dist.init_process_group("nccl" if use_cuda else "gloo")
+    return info
+
+
+def pick_device(name: str, dinfo: DistInfo) -> torch.device:
+    if name == "auto":
+        name = "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda"):
+        if not torch.cuda.is_available():
+            raise StylecastError(f"--device {name} asked for, but no CUDA GPU is available")
+        if dinfo.world > 1:
+            name = f"cuda:{dinfo.local_rank}"
+        elif name == "cuda":
+            name = f"cuda:{torch.cuda.current_device()}"
+        torch.cuda.set_device(torch.device(name))
+    return torch.device(name)
+
+
+def average_gradients(module: torch.nn.Module, dinfo: DistInfo) -> None:
+    """All-reduce gradients by hand for the critic.
+
+    The critic is not wrapped in DDP because its gradient penalty differentiates through the critic
+    twice (create_graph=True), which DDP's reducer does not support.
+    """
+    if dinfo.world == 1:
+        return
+    for p in module.parameters():
+        if p.grad is not None:
+            dist.all_reduce(p.grad, op=dist.ReduceOp.SUM)
+            p.grad /= dinfo.world
+
+
+def broadcast_parameters(module: torch.nn.Module, dinfo: DistInfo) -> None:
+    if dinfo.world > 1:
+        for t in module.state_dict().values():
+            dist.broadcast(t, src=0)
+
+
+def generator_config(cfg: TrainConfig, num_styles: int):
+    base = PRESETS[cfg.arch] if cfg.arch in PRESETS else None
+    if base is None:
+        raise StylecastError(f"unknown architecture {cfg.arch!r}; choose from {', '.join(PRESETS)}")
+    return replace(
+        base,
+        num_styles=num_styles,
+        channels=cfg.channels or base.channels,
+        res_blocks=cfg.res_blocks or base.res_blocks,
+    )
+
+
+def thumbnail(img: torch.Tensor, side: int = 64) -> torch.Tensor:
+    x = F.interpolate(img[None].float(), size=(side, side), mode="area")[0]
+    return x.round().clamp(0, 255).to(torch.uint8).permute(1, 2, 0).contiguous()
+
+
+@torch.no_grad()
+def sample_grid(generator: Generator, photos: list[torch.Tensor], names: list[str], side: int = 192,
+                blend: tuple[int, int] = (0, 1)) -> np.ndarray:
+    """Rows of [photo | one column per style], then a blend row between two styles. uint8 HxWx3."""
+    generator.eval()
+    device = next(generator.parameters()).device
+    n = len(names)
+    rows = []
+
+    def fit(im: torch.Tensor) -> torch.Tensor:
+        x = im.float()[None].to(device) / 255.0
+        return F.interpolate(x, size=(side, side), mode="area")
+
+    for photo in photos:
+        x = fit(photo)
+        outs = [generator(x, F.one_hot(torch.tensor([i], device=device), n).float()) for i in range(n)]
+        rows.append(torch.cat([x, *outs], dim=3))
+    if photos and n > 1:
+        x = fit(photos[0])
+        a, b = blend
+        cols = [x]
+        for t in np.linspace(0, 1, n):
+            w = torch.zeros(1, n, device=device)
+            w[0, a], w[0, b] = 1 - t, t
+            cols.append(generator(x, w))
+        rows.append(torch.cat(cols, dim=3))
+    grid = torch.cat(rows, dim=2)[0].clamp(0, 1)
+    return (grid.permute(1, 2, 0) * 255).round().byte().cpu().numpy()
+
+
+def save_png(path: Path, image: np.ndarray) -> None:
+    buf = io.BytesIO()
+    Image.fromarray(image).save(buf, format="PNG")
+    atomic_write_bytes(path, buf.getvalue())
+
+
+@contextmanager
+def sigterm_as_interrupt() -> Iterator[None]:
+    """SIGTERM (a scheduler ending the job) takes the same save-and-stop path as Ctrl-C."""
+
+    def handler(signum: int, frame: Any) -> None:
+        raise KeyboardInterrupt
+
+    try:
+        previous = signal.signal(signal.SIGTERM, handler)
+    except ValueError:  # not the main thread: leave signals alone
+        yield
+        return
+    try:
+        yield
+    finally:
+        signal.signal(signal.SIGTERM, previous)
+
+
+class Trainer:
+    def __init__(self, cfg: TrainConfig) -> None:
+        self.cfg = cfg
+        self.dinfo = init_distributed(cfg.device)
+        self.device = pick_device(cfg.device, self.dinfo)
+        self.out = Path(cfg.out)
+        torch.manual_seed(cfg.seed)  # identical initial weights on every rank
+        self.rng = np.random.default_rng(cfg.seed + self.dinfo.rank)
+        self.amp = cfg.amp and self.device.type == "cuda"
+        if self.device.type == "cuda":
+            torch.backends.cudnn.benchmark = True
+
+        self.styles = load_styles(cfg.styles, cfg.style_crop)
+        train_files, held_files = split_content(cfg.content, cfg.holdout)
+        content = [read_rgb(f, 640) for f in train_files]
+        if cfg.content_video:
+            content += video_frames(cfg.content_video)
+        self.held = [read_rgb(f, 512) for f in held_files]
+        self.content = CropSampler(content, cfg.crop, self.device, cfg.seed + self.dinfo.rank)
+        self.style_crops = CropSampler(self.styles.images, min(cfg.crop, cfg.style_crop), self.device,
+                                       cfg.seed + 1000 + self.dinfo.rank)
+        n = len(self.styles.names)
+
+        self.g_cfg = generator_config(cfg, n)
+        self.generator = Generator(self.g_cfg).to(self.device)
+        self.critic = PatchCritic(n).to(self.device)
+        vgg_src = find_vgg(cfg.vgg_weights or None)
+        self.perceptual = vgg_src.description
+        layers = tuple(dict.fromkeys((*cfg.style_layers, cfg.content_layer)))
+        self.vgg = VGGFeatures(vgg_src, layers).to(self.device)
+        self.style_grams = self._style_grams()
+
+        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr)
+        self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=(0.0, 0.9))
+        self.step = 0
+
+    @torch.no_grad()
+    def _style_grams(self) -> dict[str, torch.Tensor]:
+        grams: dict[str, list[torch.Tensor]] = {layer: [] for layer in self.cfg.style_layers}
+        for img in self.styles.images:
+            feats = self.vgg(img[None].float().to(self.device) / 255.0)
+            for layer in self.cfg.style_layers:
+                grams[layer].append(losses.gram(feats[layer])[0])
+        return {layer: torch.stack(g) for layer, g in grams.items()}
+
+    # -- checkpoints ---------------------------------------------------------------------------
+    def save_checkpoint(self) -> None:
+        if not self.dinfo.main:
+            return
+        state = {
+            "step": self.step,
+            "config": self.cfg.to_dict(),
+            "generator": self.generator.state_dict(),
+            "critic": self.critic.state_dict(),
+            "opt_g": self.opt_g.state_dict(),
+            "opt_d": self.opt_d.state_dict(),
+            "torch_rng": torch.get_rng_state(),
+            "np_rng": self.rng.bit_generator.state,
+        }
+        buf = io.BytesIO()
+        torch.save(state, buf)
+        atomic_write_bytes(self.out / CHECKPOINT, buf.getvalue())
+
+    def load_checkpoint(self, path: Path) -> None:
+        if not path.is_file():
+            raise StylecastError(f"no checkpoint to resume from at {path}")
+        try:
+            state = torch.load(path, map_location=self.device, weights_only=False)
+            self.generator.load_state_dict(state["generator"])
+            self.critic.load_state_dict(state["critic"])
+        except Exception as e:
+            raise StylecastError(f"cannot resume from {path}: {str(e).splitlines()[0]}") from e
+        self.opt_g.load_state_dict(state["opt_g"])
+        self.opt_d.load_state_dict(state["opt_d"])
+        self.step = int(state["step"])
+        torch.set_rng_state(state["torch_rng"].cpu())
+        if self.dinfo.world == 1:
+            self.rng.bit_generator.state = state["np_rng"]
+        log.info("resumed from %s at step %d", path, self.step)
+
+    def save_model(self, path: Path) -> None:
+        if not self.dinfo.main:
+            return
+        infos = [StyleInfo(name, sha, thumbnail(img))
+                 for name, sha, img in zip(self.styles.names, self.styles.sha256, self.styles.images)]
+        save_model(path, self.generator, infos, {**self.cfg.to_dict(), "steps_done": self.step}, self.perceptual)
+
+    def save_samples(self, name: str) -> None:
+        photos = self.held or self.content.images[:2]
+        save_png(self.out / "samples" / name, sample_grid(self.generator, photos, self.styles.names))
+
+    # -- one step ------------------------------------------------------------------------------
+    def autocast(self):
+        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
+
+    def critic_step(self, fake: torch.Tensor, alpha: torch.Tensor) -> tuple[float, float]:
+        cfg = self.cfg
+        # Real patches: paintings of the styles each fake sample was asked for (drawn from alpha).
+        styles_idx = torch.multinomial(alpha.float().cpu(), 1).squeeze(1).tolist()
+        real = self.style_crops.sample(len(styles_idx), styles_idx)
+        w_real = F.one_hot(torch.tensor(styles_idx, device=self.device), alpha.shape[1]).float()
+        self.critic.requires_grad_(True)
+        self.opt_d.zero_grad(set_to_none=True)
+        with self.autocast():
+            wdist = self.critic(real, w_real).mean() - self.critic(fake, alpha).mean()
+        wdist = wdist.float()
+        gp = losses.gradient_penalty(self.critic, real, fake, w_real, alpha)
+        loss = -wdist + cfg.gp_weight * gp
+        loss.backward()
+        average_gradients(self.critic, self.dinfo)
+        self.opt_d.step()
+        return float(wdist.detach()), float(gp.detach())
+
+    def set_lr(self, progress: float) -> None:
+        """Cosine decay to 5% over the run; progress counts steps or, with --max-minutes, time."""
+        factor = 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0)))
+        for group in self.opt_g.param_groups:
+            group["lr"] = self.cfg.lr * factor
+
+    def train_step(self, model: torch.nn.Module) -> dict[str, float]:
+        cfg = self.cfg
+        b = cfg.batch_size
+        x = self.content.sample(b)
+        alpha = sample_style_weights(b, self.g_cfg.num_styles, cfg.mix_prob, self.rng).to(self.device)
+        theta = losses.random_motion(b, self.device)
+        x_moved, mask = losses.warp(x, theta)
+        x_moved = (x_moved + 0.02 * torch.randn_like(x_moved)).clamp(0, 1)
+        gan_on = cfg.gan_weight > 0 and self.step >= cfg.gan_start
+
+        # One generator call for both frames: DDP allows a single forward per backward.
+        with self.autocast():
+            y_both = model(torch.cat([x, x_moved]), torch.cat([alpha, alpha]))
+        y, y_moved = y_both[:b], y_both[b:]
+
+        stats: dict[str, float] = {}
+        if gan_on:
+            for _ in range(cfg.n_critic):
+                stats["wdist"], stats["gp"] = self.critic_step(y.detach().float(), alpha)
+
+        self.critic.requires_grad_(False)
+        with self.autocast():
+            feats_y = self.vgg(y)
+            with torch.no_grad():
+                feats_x = self.vgg(x)
+            l_content = losses.content_loss(feats_y[cfg.content_layer], feats_x[cfg.content_layer])
+            grams = {layer: losses.gram(feats_y[layer]) for layer in cfg.style_layers}
+            l_style = losses.fused_style_loss(losses.style_distance(grams, self.style_grams), alpha)
+            y_warped, _ = losses.warp(y.float(), theta)
+            l_temporal = losses.temporal_loss(y_moved, y_warped, mask)
+            l_tv = losses.tv_loss(y)
+            l_gan = -self.critic(y, alpha).mean() if gan_on else torch.zeros((), device=self.device)
+        total = (cfg.content_weight * l_content + cfg.style_weight * l_style + cfg.gan_weight * l_gan
+                 + cfg.temporal_weight * l_temporal + cfg.tv_weight * l_tv)
+        if not torch.isfinite(total):
+            raise StylecastError(f"training diverged at step {self.step} (loss {float(total)}); lower --lr")
+        self.opt_g.zero_grad(set_to_none=True)
+        total.backward()
+        self.opt_g.step()
+        stats.update({k: float(v.detach()) for k, v in (("content", l_content), ("style", l_style), ("gan", l_gan),
+                                                        ("temporal", l_temporal), ("tv", l_tv), ("total", total))})
+        return stats
+
+    # -- the loop ------------------------------------------------------------------------------
+    def fit(self, resume: Path | None = None) -> Path:
+        cfg = self.cfg
+        if resume is not None:
+            self.load_checkpoint(resume)
+        broadcast_parameters(self.critic, self.dinfo)
+        model: torch.nn.Module = self.generator
+        if self.dinfo.world > 1:
+            ids = [self.device.index] if self.device.type == "cuda" else None
+            model = DDP(self.generator, device_ids=ids)
+        if self.dinfo.main:
+            self.out.mkdir(parents=True, exist_ok=True)
+            (self.out / "samples").mkdir(exist_ok=True)
+        log_file = self.out / "log.csv"
+        start, t0 = self.step, time.monotonic()
+        bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.dinfo.main, desc="train", unit="step")
+        writer = None
+        fh = open(log_file, "a", newline="") if self.dinfo.main else None  # noqa: SIM115 - closed in finally
+        try:
+            with sigterm_as_interrupt():
+                while self.step < cfg.steps:
+                    self.generator.train()
+                    progress = self.step / cfg.steps
+                    if cfg.max_minutes:
+                        progress = max(progress, (time.monotonic() - t0) / (cfg.max_minutes * 60))
+                    self.set_lr(progress)
+                    stats = self.train_step(model)
+                    self.step += 1
+                    bar.update(1)
+                    if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                        elapsed = time.monotonic() - t0
+                        stats["it_s"] = (self.step - start) / max(elapsed, 1e-9)
+                        bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k in ("content", "style", "temporal", "gan", "it_s")})
+                        if fh is not None:
+                            row = {"step": self.step, **stats}
+                            if writer is None:
+                                writer = csv.DictWriter(fh, fieldnames=["step", "content", "style", "gan", "wdist", "gp", "temporal", "tv", "total", "it_s"], extrasaction="ignore")
+                                if fh.tell() == 0:
+                                    writer.writeheader()
+                            writer.writerow(row)
+                            fh.flush()
+                    if self.dinfo.main and self.step % cfg.sample_every == 0:
+                        self.save_samples(f"step_{self.step:06d}.png")
+                    if self.step % cfg.checkpoint_every == 0:
+                        self.save_checkpoint()
+                    if cfg.max_minutes and time.monotonic() - t0 > cfg.max_minutes * 60:
+                        log.info("time limit of %.1f min reached at step %d", cfg.max_minutes, self.step)
+                        break
+        except KeyboardInterrupt:
+            self.save_checkpoint()
+            log.warning("interrupted at step %d; checkpoint saved to %s (continue with --resume)", self.step, self.out / CHECKPOINT)
+            raise
+        finally:
+            bar.close()
+            if fh is not None:
+                fh.close()
+        self.save_checkpoint()
+        self.save_model(self.out / MODEL)
+        if self.dinfo.main:
+            self.save_samples("final.png")
+        if self.dinfo.world > 1:
+            dist.barrier()
+        return self.out / MODEL
+
+
+def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
+    """Train (or resume) and return the path of the written ``.stylecast`` model."""
+    trainer = Trainer(cfg)
+    try:
+        return trainer.fit(Path(resume) if resume else None)
+    finally:
+        if dist.is_initialized():
+            dist.destroy_process_group()
