@@ -267,3 +267,70 @@ def test_frames_outside_the_profile_are_refused(tiny_model: Path, tensorrt_gpu: 
     backend = TensorRTBackend(*load_model(tiny_model), shapes="1x3x16x16:1x3x32x32:1x3x64x64")
     with pytest.raises(InputError, match="shape profile"):
         backend.upload(np.zeros((1, 128, 128, 3), np.uint8))
+
+
+# --- the TensorRT backend's CUDA side (buffers, stream, padding, slot reuse), engine replaced by torch ----
+
+
+class _TorchContext:
+    """Stands in for an IExecutionContext: runs the generator on the device buffers bound to it."""
+
+    def __init__(self, generator: torch.nn.Module, tensors: dict[int, torch.Tensor]) -> None:
+        self.generator = generator.cuda().eval()
+        self.tensors = tensors  # data_ptr -> tensor, filled as the backend allocates
+        self.shapes: dict[str, tuple[int, ...]] = {}
+        self.addresses: dict[str, int] = {}
+
+    def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+        self.shapes[name] = tuple(shape)
+        return True
+
+    def set_tensor_address(self, name: str, address: int) -> bool:
+        self.addresses[name] = address
+        return True
+
+    def execute_async_v3(self, stream_handle: int) -> bool:
+        frames, weights, out = (self.tensors[self.addresses[n]] for n in ("frames", "style_weights", "stylized"))
+        assert tuple(frames.shape) == self.shapes["frames"] and tuple(weights.shape) == self.shapes["style_weights"]
+        with torch.cuda.stream(torch.cuda.ExternalStream(stream_handle)), torch.no_grad():
+            out.copy_(self.generator(frames, weights))
+        return True
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_tensorrt_backend_buffers_on_cuda(tiny_model: Path) -> None:
+    from realtime.backends.tensorrt_backend import TensorRTBackend
+
+    generator, info = load_model(tiny_model)
+    tensors: dict[int, torch.Tensor] = {}
+    backend = TensorRTBackend.__new__(TensorRTBackend)
+    backend._attach(_TorchContext(load_model(tiny_model)[0], tensors), parse_shapes("1x3x16x16:1x3x64x64:2x3x256x256"), 3, "fp32")
+    take = backend._take_slot
+
+    def recording_take(b: int, h: int, w: int):  # type: ignore[no-untyped-def]
+        slot = take(b, h, w)
+        for t in (slot.frames, slot.weights, slot.stylized):
+            tensors[t.data_ptr()] = t
+        assert slot.host_in.is_pinned() and slot.host_out.is_pinned() and slot.frames.is_cuda
+        return slot
+
+    backend._take_slot = recording_take  # type: ignore[method-assign]
+    rng = np.random.default_rng(0)
+    batches = [(1, 64, 96), (2, 37, 51), (1, 9, 13), (1, 64, 96), (1, 64, 96)]
+    inputs = [
+        (rng.integers(0, 256, (b, h, w, 3), dtype=np.uint8), np.eye(3, dtype=np.float32)[rng.integers(0, 3, b)]) for b, h, w in batches
+    ]
+    # Like the pipeline: every batch is uploaded and run before the first download.
+    pending = [backend.infer(backend.upload(f), w) for f, w in inputs]
+    outputs = [backend.download(p) for p in pending]
+    for (frames, weights), out in zip(inputs, outputs, strict=True):
+        with torch.no_grad():
+            x = torch.from_numpy(frames).permute(0, 3, 1, 2).float() / 255
+            ref = (generator(x, torch.from_numpy(weights)).permute(0, 2, 3, 1).numpy() * 255 + 0.5).clip(0, 255).astype(np.uint8)
+        assert out.shape == frames.shape
+        assert np.abs(out.astype(int) - ref.astype(int)).max() <= 1
+    # Three 64x96 batches were in flight at once: three slots, then recycled, not reallocated.
+    assert len(backend._free[(1, 64, 96)]) == 3
+    backend(*inputs[0])
+    assert len(backend._free[(1, 64, 96)]) == 3

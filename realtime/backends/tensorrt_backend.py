@@ -17,6 +17,7 @@ from typing import Any
 import numpy as np
 
 from realtime.backends.base import Backend
+from realtime.compile import ShapeProfile
 from realtime.errors import BackendUnavailable, InputError, ModelError
 from realtime.export import INPUT_NAMES, OUTPUT_NAME
 from realtime.model import MIN_SIDE, Generator
@@ -60,8 +61,6 @@ class TensorRTBackend(Backend):
         if precision not in PRECISIONS:
             raise BackendUnavailable(f"tensorrt backend precisions: {', '.join(PRECISIONS)}; got {precision!r}")
         require_tensorrt()
-        import torch
-
         from realtime.tensorrt_engine import load_engine
 
         self.profile = parse_shapes(shapes or DEFAULT_SHAPES)
@@ -77,14 +76,20 @@ class TensorRTBackend(Backend):
         for tensor in (*INPUT_NAMES, OUTPUT_NAME):
             if engine.get_tensor_dtype(tensor) != _trt_float():
                 raise ModelError(f"engine {path}: tensor {tensor!r} is not float32; rebuild it with stylecast compile")
-        self.engine = engine
-        self.context = engine.create_execution_context()
+        self.engine: Any = engine
+        self._attach(engine.create_execution_context(), self.profile, info.config.num_styles, precision)
+        log.debug("tensorrt backend: %s (%s)", path, key.precision)
+
+    def _attach(self, context: Any, profile: ShapeProfile, num_styles: int, precision: str) -> None:
+        """Everything past engine loading: the execution context, its stream and the buffer pool."""
+        import torch
+
+        self.context, self.profile = context, profile
         self.stream = torch.cuda.Stream()
         self.device, self.precision = "cuda", precision
-        self.num_styles = info.config.num_styles
+        self.num_styles = num_styles
         self._free: dict[tuple[int, int, int], list[_Slot]] = {}
         self._lock = threading.Lock()
-        log.debug("tensorrt backend: %s (%s)", path, key.precision)
 
     # --- buffers --------------------------------------------------------------------------------------
 
@@ -175,7 +180,7 @@ class TensorRTBackend(Backend):
     def close(self) -> None:
         self.stream.synchronize()
         self._free.clear()
-        del self.context, self.engine
+        self.context = self.engine = None
 
 
 def _trt_float() -> Any:
