@@ -7,20 +7,9 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from realtime.commands import _positive, _size
+
 log = logging.getLogger(__name__)
-
-
-def _size(text: str) -> tuple[int, int]:
-    w, sep, h = text.lower().partition("x")
-    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 16 or int(h) < 16:
-        raise argparse.ArgumentTypeError(f"size must look like 640x360 (each side >= 16), got {text!r}")
-    return int(w), int(h)
-
-
-def _count(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return int(text)
 
 
 def add_calibration_args(p: argparse.ArgumentParser) -> None:
@@ -50,8 +39,8 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model", type=Path, help="a .stylecast model file (default: the bundled model)")
     p.add_argument("-o", "--output", type=Path, help="output .onnx (default: the INT8 cache entry for these settings)")
     p.add_argument("--size", type=_size, default=None, help="frame size WxH for calibration and the gate (default 640x360)")
-    p.add_argument("--calibration-frames", type=_count, default=16, help="frames to calibrate on (default 16)")
-    p.add_argument("--held-out", type=_count, default=8, help="frames the gate judges on (default 8)")
+    p.add_argument("--calibration-frames", type=_positive, default=16, help="frames to calibrate on (default 16)")
+    p.add_argument("--held-out", type=_positive, default=8, help="frames the gate judges on (default 8)")
     add_calibration_args(p)
     p.set_defaults(func=run_calibrate)
 
@@ -65,10 +54,14 @@ def thresholds_from(args: argparse.Namespace) -> Any:
 def run_calibrate(args: argparse.Namespace) -> int:
     from calibration import calibrate, int8_cache_path
     from calibration.frames import DEFAULT_SIZE, representative_frames
+    from realtime.errors import InputError
+    from realtime.model import MIN_SIDE
     from realtime.modelfile import load_model
 
     generator, info = load_model(args.model)
     size = args.size or DEFAULT_SIZE
+    if min(size) < MIN_SIDE:
+        raise InputError(f"--size sides must be >= {MIN_SIDE}, got {size[0]}x{size[1]}")
     output, key = int8_cache_path(info, args.frames, args.method, size)
     if args.output is not None:
         output = args.output

@@ -236,7 +236,7 @@ def test_calibrate_command(tiny_model: Path, frame_folder: Path, tmp_path: Path,
     [
         (["--frames", "/nonexistent/clip.mp4"], 2, "not found"),
         (["--method", "kl"], 2, "invalid choice"),
-        (["--size", "8x8"], 2, "each side >= 16"),
+        (["--size", "8x8"], 2, "sides must be >= 16"),
     ],
 )
 def test_calibrate_user_errors(tiny_model: Path, capsys: pytest.CaptureFixture[str], args: list[str], code: int, message: str) -> None:
