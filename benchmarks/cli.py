@@ -159,8 +159,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="torch CUDA: replay CUDA graphs, eager launches, or both",
     )
     p.add_argument("--seconds", type=float, help="timing budget per configuration (default 3; quick 0.3)")
-    p.add_argument("--min-iters", type=int, help="timed iterations at least (default 20; quick 5)")
-    p.add_argument("--warmup", type=int, help="untimed warm-up iterations (default 5; quick 2)")
+    p.add_argument("--min-iters", type=int, help="timed iterations at least (default 10; quick 5)")
+    p.add_argument("--warmup", type=int, help="untimed warm-up iterations (default 3; quick 2)")
     p.add_argument("--clip", help="video for the pipeline and flicker measurements (default: the bundled clip)")
     p.add_argument("--no-pipeline", action="store_true", help="skip the streaming pipeline (decode+encode) benchmark")
     p.add_argument("--no-quality", action="store_true", help="skip flicker, drift and perceptual losses")

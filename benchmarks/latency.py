@@ -59,8 +59,8 @@ def resolution_name(width: int, height: int) -> str:
 class Budget:
     """How long to measure: ``warmup`` untimed iterations, then at least ``min_iters`` and ``seconds``."""
 
-    warmup: int = 5
-    min_iters: int = 20
+    warmup: int = 3
+    min_iters: int = 10
     seconds: float = 3.0
     max_iters: int = 1000
 

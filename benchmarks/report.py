@@ -363,6 +363,7 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
     import numpy as np
+    from matplotlib.ticker import ScalarFormatter
 
     rows = [r for r in results.get("latency", []) if r["batch"] == 1]
     if not rows:
@@ -383,13 +384,16 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
             for r in (r for r in rows if r["resolution"] == res):
                 s = np.sort(np.asarray(r["samples_ms"]))
                 if kind == "cdf":
-                    ax.plot(s, np.arange(1, s.size + 1) / s.size, label=row_label(r))
+                    ax.step(s, np.arange(1, s.size + 1) / s.size, where="post", label=row_label(r))
                 else:
                     ax.hist(s, bins=30, alpha=0.5, label=row_label(r))
             ax.set_title(f"frame latency, {res}")
             ax.set_xlabel("ms")
             ax.set_ylabel("fraction of frames" if kind == "cdf" else "frames")
             ax.set_xscale("log")
+            ax.xaxis.set_major_formatter(ScalarFormatter())
+            ax.xaxis.set_minor_formatter(ScalarFormatter())
+            ax.tick_params(axis="x", which="minor", labelsize=7)
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=7)
         fig.tight_layout()
@@ -400,9 +404,14 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
         mine = sorted((r for r in rows if row_label(r) == label), key=lambda r: r["width"] * r["height"])
         ax.plot([r["width"] * r["height"] / 1e6 for r in mine], [r["fps"] for r in mine], marker="o", label=label)
     pixels = _pixels_of(rows)
-    ax.set_xticks([pixels(res) / 1e6 for res in resolutions], resolutions)
     ax.set_xscale("log")
     ax.set_yscale("log")
+    # Ticks after the scales: setting a scale replaces the tick locators.
+    ax.set_xticks([pixels(res) / 1e6 for res in resolutions], resolutions)
+    ax.xaxis.set_minor_formatter(plt.NullFormatter())
+    ax.yaxis.set_major_formatter(ScalarFormatter())
+    ax.yaxis.set_minor_formatter(ScalarFormatter())
+    ax.tick_params(axis="y", which="minor", labelsize=7)
     ax.set_xlabel("resolution")
     ax.set_ylabel("frames per second (batch 1)")
     ax.grid(alpha=0.3, which="both")
