@@ -78,7 +78,12 @@ def register(subparsers: Any) -> None:
     _add_style_args(run)
     run.add_argument("--size", type=_size, help="exact processing/output size WxH (overrides --max-side)")
     _add_model_args(run)
-    run.add_argument("--batch", type=_positive, help="frames per inference call (default: 4 on CUDA, else 1)")
+    run.add_argument(
+        "--batch",
+        type=_positive,
+        default=1,
+        help="frames per inference call (default 1: fastest end to end on CPU and CUDA)",
+    )
     run.add_argument(
         "--live", action="store_true", help="replay the file in real time with the live (latest-frame) policy"
     )
@@ -138,7 +143,6 @@ def cmd_run(args: argparse.Namespace) -> int:
     stylizer, schedule = _load(args)
     with stylizer:
         source = open_source(args.input, max_side=args.max_side, size=args.size, live=args.live)
-        batch = args.batch or (4 if stylizer.backend.device == "cuda" else 1)
         log.info(
             "%s -> %s at %s, %s",
             args.input,
@@ -164,7 +168,7 @@ def cmd_run(args: argparse.Namespace) -> int:
                 source,
                 args.output,
                 schedule,
-                batch=batch,
+                batch=args.batch,
                 strength=args.strength,
                 preserve_color=args.preserve_color,
                 overwrite=args.overwrite,

@@ -175,7 +175,7 @@ class Pipeline:
         batch: int = 1,
         strength: float = 1.0,
         preserve_color: bool = False,
-        queue_size: int = 2,
+        queue_size: int = 1,
         progress: Callable[[RunStats], None] | None = None,
     ) -> None:
         self.source, self.backend, self.sink, self.controller = source, backend, sink, controller
@@ -193,6 +193,8 @@ class Pipeline:
         if self.policy == "latest":
             self.links = [Mailbox(self.stop, _frames_in) for _ in range(4)]
         else:
+            # Short queues: enough to keep every stage busy, while each waiting frame adds a full
+            # inference time to the latency.
             sizes = [queue_size * self.batch, queue_size, queue_size, queue_size]
             self.links = [Link(n, self.stop) for n in sizes]
 

@@ -1,5 +1,7 @@
 from __future__ import annotations
 
+import sys
+import types
 import wave
 from fractions import Fraction
 from pathlib import Path
@@ -11,7 +13,16 @@ import pytest
 from conftest import SAMPLE_VIDEO
 
 from realtime.errors import InputError, OutputError
-from realtime.sinks import ImageSink, NullSink, VideoSink, check_output, open_file_sink, parse_bitrate
+from realtime.sinks import (
+    ImageSink,
+    NullSink,
+    VideoSink,
+    VirtualCamSink,
+    WindowSink,
+    check_output,
+    open_file_sink,
+    parse_bitrate,
+)
 from realtime.sources import Frame, ImageSource, ReplaySource, VideoSource, fit_size, open_source
 
 
@@ -215,3 +226,56 @@ def test_null_sink_counts() -> None:
     sink = NullSink()
     sink.write(_frame(0, np.zeros((2, 2, 3), np.uint8)), np.zeros((2, 2, 3), np.uint8))
     assert sink.frames == 1
+
+
+def test_window_sink_routes_keys_and_closes(monkeypatch: pytest.MonkeyPatch) -> None:
+    shown: list[np.ndarray] = []
+    keys = iter([ord("2"), 0xFF, ord("q")])
+    monkeypatch.setattr(cv2, "namedWindow", lambda *a: None)
+    monkeypatch.setattr(cv2, "imshow", lambda title, img: shown.append(img))
+    monkeypatch.setattr(cv2, "waitKey", lambda ms: next(keys))
+    monkeypatch.setattr(cv2, "getWindowProperty", lambda *a: 1.0)
+    monkeypatch.setattr(cv2, "destroyWindow", lambda *a: None)
+    pressed: list[int] = []
+    sink = WindowSink("t", on_key=pressed.append)
+    img = np.zeros((40, 200, 3), np.uint8)
+    for i in range(3):
+        sink.write(_frame(i, img), img)
+    assert pressed == [ord("2")] and sink.stop_requested
+    assert shown[0].shape == (40, 200, 3) and shown[0].any()  # the fps/latency overlay is drawn
+    sink.close()
+
+
+def test_window_sink_without_gui_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
+    def no_gui(*a: object) -> None:
+        raise cv2.error("The function is not implemented")
+
+    monkeypatch.setattr(cv2, "namedWindow", no_gui)
+    with pytest.raises(OutputError, match="cannot open windows"):
+        WindowSink()
+
+
+def test_virtual_cam_sink(monkeypatch: pytest.MonkeyPatch) -> None:
+    sent: list[np.ndarray] = []
+
+    class Camera:
+        device = "fake0"
+
+        def __init__(self, width: int, height: int, fps: float, fmt: object) -> None:
+            self.size = (width, height)
+
+        def send(self, img: np.ndarray) -> None:
+            sent.append(img)
+
+        def close(self) -> None:
+            sent.clear()
+
+    fake = types.SimpleNamespace(Camera=Camera, PixelFormat=types.SimpleNamespace(RGB="rgb"))
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", fake)
+    sink = VirtualCamSink((8, 4), 30)
+    img = np.zeros((4, 8, 3), np.uint8)
+    sink.write(_frame(0, img), img)
+    assert len(sent) == 1
+    monkeypatch.setitem(sys.modules, "pyvirtualcam", None)
+    with pytest.raises(OutputError, match="pip install"):
+        VirtualCamSink((8, 4), 30)
