@@ -18,7 +18,8 @@ from typing import Any
 
 from benchmarks import latency
 from benchmarks.report import compare, finalize, read_json, render_markdown, write_report
-from benchmarks.suite import BenchConfig, Run, sample_clip
+from benchmarks.suite import BenchConfig, Run
+from calibration.frames import sample_video_path
 from realtime.errors import BackendUnavailable, StylecastError
 
 log = logging.getLogger(__name__)
@@ -64,7 +65,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
     )
     if budget.warmup < 0 or budget.min_iters < 1 or budget.seconds < 0:
         raise StylecastError("--warmup must be >= 0, --min-iters >= 1 and --seconds >= 0")
-    clip = Path(args.clip) if args.clip else sample_clip()
+    clip = Path(args.clip) if args.clip else sample_video_path()
     if not clip.is_file():
         raise StylecastError(f"clip not found: {clip}")
     return BenchConfig(
@@ -110,8 +111,12 @@ def bench_command(args: argparse.Namespace) -> int:
 
 
 def _run_with_progress(cfg: BenchConfig) -> dict[str, Any]:
+    from rich.console import Console
     from rich.progress import Progress, SpinnerColumn, TextColumn, TimeElapsedColumn
 
+    if not Console(stderr=True).is_terminal:
+        # Logs and CI show no live display: one line per step instead.
+        return Run(cfg, progress=lambda text: log.info("bench: %s", text)).execute()
     with Progress(SpinnerColumn(), TextColumn("{task.description}"), TimeElapsedColumn(), transient=True) as progress:
         task = progress.add_task("starting", total=None)
         return Run(cfg, progress=lambda text: progress.update(task, description=f"bench: {text}")).execute()

@@ -226,6 +226,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                 "p99",
                 "max",
                 "n",
+                "threads",
             ],
             [
                 [
@@ -236,6 +237,7 @@ def render_markdown(results: dict[str, Any]) -> str:
                     *(r["stages"].get(s, {}).get("p50") for s in ("upload", "infer", "download")),
                     *(r["frame_latency_ms"][k] for k in ("p50", "p90", "p99", "max")),
                     r["frame_latency_ms"]["n"],
+                    r.get("threads"),
                 ]
                 for r in rows
             ],

@@ -18,7 +18,6 @@ import tempfile
 from collections.abc import Iterator
 from contextlib import contextmanager
 from dataclasses import asdict, dataclass, field, replace
-from importlib import resources
 from pathlib import Path
 from typing import Any
 
@@ -29,6 +28,7 @@ from benchmarks import latency, quality
 from benchmarks.environment import collect_environment
 from benchmarks.peer import Peer, load_peer
 from benchmarks.report import PEER, STYLECAST
+from calibration.frames import sample_video_path
 from realtime.backends.base import Backend
 from realtime.errors import BackendUnavailable, InputError, StylecastError
 from realtime.model import PRESETS, Generator, count_params
@@ -50,10 +50,6 @@ DEFAULT_PRECISIONS: dict[tuple[str, str], tuple[str, ...]] = {
 }
 
 
-def sample_clip() -> Path:
-    return Path(str(resources.files("realtime") / "assets" / "sample.mp4"))
-
-
 @dataclass(frozen=True)
 class BenchConfig:
     model: str | None = None
@@ -68,7 +64,7 @@ class BenchConfig:
     pipeline: bool = True
     quality: bool = True
     peer: bool = True
-    clip: Path = field(default_factory=sample_clip)
+    clip: Path = field(default_factory=sample_video_path)
     quality_size: tuple[int, int] = (640, 360)
     quality_frames: int = 24
     flicker_styles: int = 0  # 0: every style of the model, and as many of the peer's
@@ -213,6 +209,7 @@ class Run:
         spec: BackendSpec,
         size: tuple[int, int],
         m: latency.Measurement,
+        threads: int,
         variant: str | None = None,
     ) -> None:
         width, height = size
@@ -227,6 +224,7 @@ class Run:
                 "resolution": latency.resolution_name(width, height),
                 "width": width,
                 "height": height,
+                "threads": threads,
                 **m.to_dict(),
             }
         )
@@ -258,7 +256,7 @@ class Run:
                                 log.debug("%s failed", label, exc_info=True)
                                 self.note(f"failed {label} at {size} batch {batch}: {type(e).__name__}: {e}")
                                 continue
-                            self._row(STYLECAST, model.arch, spec, size, m)
+                            self._row(STYLECAST, model.arch, spec, size, m, threads=_threads(backend))
                 finally:
                     backend.close()
 
@@ -270,10 +268,10 @@ class Run:
             res = latency.resolution_name(*size)
             self._step(f"peer api {res}")
             api = latency.measure_call(lambda frame=frame: peer.stylize(frame, style), self.cfg.budget)
-            self._row(PEER, "multistyle26", spec, size, api, variant="api")
+            self._row(PEER, "multistyle26", spec, size, api, peer.threads, variant="api")
             self._step(f"peer session {res}")
             net = latency.measure_call(peer.session_call(frame, style), self.cfg.budget)
-            self._row(PEER, "multistyle26", spec, size, net, variant="session")
+            self._row(PEER, "multistyle26", spec, size, net, peer.threads, variant="session")
 
     # --- streaming pipeline -------------------------------------------------------------------------
 
@@ -473,6 +471,14 @@ class Run:
             "notes": self.notes,
             "interrupted": interrupted,
         }
+
+
+def _threads(backend: Backend) -> int:
+    """CPU threads the backend computes with: its ONNX Runtime session's, else torch's."""
+    session = getattr(backend, "session", None)
+    if session is not None and hasattr(session, "get_session_options"):
+        return int(session.get_session_options().intra_op_num_threads)
+    return torch.get_num_threads()
 
 
 def _flicker_entry(
