@@ -30,7 +30,7 @@ from realtime.errors import StyleError
 if sys.version_info >= (3, 11):
     import tomllib
 else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib
+    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 Interpolation = Literal["linear", "smooth"]
 WeightsLike = str | Mapping[str, float] | Sequence[float] | np.ndarray

@@ -11,13 +11,17 @@ from realtime.backends.onnx_backend import OnnxBackend, onnx_model_path
 from realtime.backends.registry import auto_candidates, backend_class, create_backend
 from realtime.backends.torch_backend import TorchBackend
 from realtime.errors import BackendUnavailable
-from realtime.modelfile import load_model
+from realtime.model import Generator
+from realtime.modelfile import ModelInfo, load_model
 
 torch.set_num_threads(2)
 
 
+Model = tuple[Generator, ModelInfo]
+
+
 @pytest.fixture(scope="module")
-def model(tiny_model: Path):  # type: ignore[no-untyped-def]
+def model(tiny_model: Path) -> Model:
     return load_model(tiny_model)
 
 
@@ -30,7 +34,7 @@ def _weights(b: int, n: int = 3) -> np.ndarray:
 
 
 @pytest.mark.parametrize(("h", "w"), [(36, 64), (5, 7), (17, 33)])
-def test_torch_and_onnx_agree(model, h: int, w: int) -> None:  # type: ignore[no-untyped-def]
+def test_torch_and_onnx_agree(model: Model, h: int, w: int) -> None:
     torch_out = TorchBackend(*model, device="cpu")(_frames(2, h, w), _weights(2))
     onnx_out = OnnxBackend(*model, device="cpu")(_frames(2, h, w), _weights(2))
     assert torch_out.shape == onnx_out.shape == (2, h, w, 3)
@@ -38,7 +42,7 @@ def test_torch_and_onnx_agree(model, h: int, w: int) -> None:  # type: ignore[no
     assert np.abs(torch_out.astype(int) - onnx_out.astype(int)).max() <= 2
 
 
-def test_reference_matches_the_generator(model) -> None:  # type: ignore[no-untyped-def]
+def test_reference_matches_the_generator(model: Model) -> None:
     generator, info = model
     frames = _frames(1, 24, 40)
     out = TorchBackend(generator, info, device="cpu")(frames, _weights(1))
@@ -48,14 +52,14 @@ def test_reference_matches_the_generator(model) -> None:  # type: ignore[no-unty
     assert np.abs(out[0].astype(float) - ref * 255).max() <= 1.0
 
 
-def test_weights_change_the_output_per_batch_item(model) -> None:  # type: ignore[no-untyped-def]
+def test_weights_change_the_output_per_batch_item(model: Model) -> None:
     backend = OnnxBackend(*model, device="cpu")
     frames = np.repeat(_frames(1, 32, 32), 3, axis=0)
     out = backend(frames, np.eye(3, dtype=np.float32)).astype(int)
     assert np.abs(out[0] - out[1]).mean() > 1 and np.abs(out[1] - out[2]).mean() > 1
 
 
-def test_onnx_export_is_cached(model, stylecast_cache: Path) -> None:  # type: ignore[no-untyped-def]
+def test_onnx_export_is_cached(model: Model, stylecast_cache: Path) -> None:
     path = onnx_model_path(*model)
     assert path.parent == stylecast_cache / "onnx" and path.name == f"{model[1].sha256[:16]}.onnx"
     mtime = path.stat().st_mtime_ns
@@ -63,7 +67,7 @@ def test_onnx_export_is_cached(model, stylecast_cache: Path) -> None:  # type: i
     assert path.stat().st_mtime_ns == mtime
 
 
-def test_unsupported_requests_are_clear(model) -> None:  # type: ignore[no-untyped-def]
+def test_unsupported_requests_are_clear(model: Model) -> None:
     with pytest.raises(BackendUnavailable, match="fp16 needs CUDA"):
         TorchBackend(*model, precision="fp16", device="cpu")
     with pytest.raises(BackendUnavailable, match="int8"):
@@ -77,14 +81,14 @@ def test_unsupported_requests_are_clear(model) -> None:  # type: ignore[no-untyp
             TorchBackend(*model, device="cuda")
 
 
-def test_tensorrt_is_unavailable_without_its_module_or_gpu(model) -> None:  # type: ignore[no-untyped-def]
+def test_tensorrt_is_unavailable_without_its_module_or_gpu(model: Model) -> None:
     if importlib.util.find_spec("tensorrt") is not None and torch.cuda.is_available():
         pytest.skip("TensorRT is usable here")
     with pytest.raises(BackendUnavailable):
         create_backend("tensorrt", model, device="cuda")
 
 
-def test_auto_picks_onnx_on_a_cpu_machine(model) -> None:  # type: ignore[no-untyped-def]
+def test_auto_picks_onnx_on_a_cpu_machine(model: Model) -> None:
     if torch.cuda.is_available():
         pytest.skip("CUDA machine")
     assert auto_candidates("auto", "auto")[0] == ("onnx", "cpu")
@@ -93,12 +97,13 @@ def test_auto_picks_onnx_on_a_cpu_machine(model) -> None:  # type: ignore[no-unt
     assert backend_class("torch") is TorchBackend
 
 
-def test_int8_uses_the_calibrated_model(model) -> None:  # type: ignore[no-untyped-def]
+def test_int8_uses_the_calibrated_model(model: Model) -> None:
     calibration = pytest.importorskip("calibration")
     if not hasattr(calibration, "int8_model_path"):
         pytest.skip("calibration.int8_model_path not written yet")
-    backend = OnnxBackend(*model, precision="int8", device="cpu")
-    ref = OnnxBackend(*model, device="cpu")
+    generator, info = model
+    backend = OnnxBackend(generator, info, precision="int8", device="cpu")
+    ref = OnnxBackend(generator, info, device="cpu")
     frames = _frames(1, 64, 64)
     out, expected = backend(frames, _weights(1)), ref(frames, _weights(1))
     assert backend.describe() == "onnx/cpu/int8"
@@ -107,7 +112,7 @@ def test_int8_uses_the_calibrated_model(model) -> None:  # type: ignore[no-untyp
 
 @pytest.mark.cuda
 @pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
-def test_cuda_graphs_fp16_match_fp32_eager(model) -> None:  # type: ignore[no-untyped-def]
+def test_cuda_graphs_fp16_match_fp32_eager(model: Model) -> None:
     generator, info = load_model(model[1].path)
     fast = TorchBackend(generator, info, precision="fp16", device="cuda")
     ref = TorchBackend(*load_model(model[1].path), precision="fp32", device="cpu")

@@ -102,7 +102,8 @@ def test_run_images(tiny_model: Path, tmp_path: Path) -> None:
     assert stylecast("run", folder, "-o", tmp_path / "out", "--model", tiny_model) == 0
     assert sorted(p.name for p in (tmp_path / "out").iterdir()) == ["p0.png", "p1.png", "p2.png"]
     assert stylecast("run", folder / "p1.jpg", "-o", tmp_path / "one.png", "--model", tiny_model) == 0
-    assert cv2.imread(str(tmp_path / "one.png")).shape == (21, 30, 3)
+    one = cv2.imread(str(tmp_path / "one.png"))
+    assert one is not None and one.shape == (21, 30, 3)
 
 
 @pytest.mark.parametrize(

@@ -138,7 +138,7 @@ def _frame(i: int, img: np.ndarray, pts: int | None = None) -> Frame:
 def test_video_sink_copies_audio_and_renames(tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     with VideoSource(SAMPLE_VIDEO, max_side=96) as src:
-        sink = VideoSink(out, src.size, src.rate, src.time_base, audio_from=SAMPLE_VIDEO)
+        sink = VideoSink(out, (96, 54), src.rate, src.time_base, audio_from=SAMPLE_VIDEO)
         for f in src:
             sink.write(f, f.image)
         assert not out.exists() and sink.tmp.exists()  # written under a temporary name
@@ -152,7 +152,7 @@ def test_video_sink_copies_audio_and_renames(tmp_path: Path) -> None:
 def test_interrupted_video_sink_is_playable_and_audio_stops_with_video(tmp_path: Path) -> None:
     out = tmp_path / "partial.mp4"
     with VideoSource(SAMPLE_VIDEO, max_side=96) as src:
-        sink = VideoSink(out, src.size, src.rate, src.time_base, audio_from=SAMPLE_VIDEO)
+        sink = VideoSink(out, (96, 54), src.rate, src.time_base, audio_from=SAMPLE_VIDEO)
         for f in src:
             if f.index == 30:
                 break
@@ -197,7 +197,9 @@ def test_image_sinks(tmp_path: Path) -> None:
     img[..., 0] = 255
     single = open_file_sink(tmp_path / "one.png", None, (12, 8), single_image=True)
     single.write(_frame(0, img), img)
-    back = cv2.cvtColor(cv2.imread(str(tmp_path / "one.png")), cv2.COLOR_BGR2RGB)
+    back = cv2.imread(str(tmp_path / "one.png"))
+    assert back is not None
+    back = cv2.cvtColor(back, cv2.COLOR_BGR2RGB)
     np.testing.assert_array_equal(back, img)
     folder = open_file_sink(tmp_path / "frames", None, None, single_image=False)
     assert isinstance(folder, ImageSink)
