@@ -5,8 +5,9 @@ Two routes build the engine:
 * ``tensorrt`` (default): the TensorRT Python API on the exported ONNX graph (the calibrated Q/DQ
   graph for ``int8``/``best``), one optimization profile from ``--shapes``, a persistent timing cache
   and a workspace limit. The runtime's TensorRT backend runs these engines.
-* ``torch-tensorrt``: ``torch_tensorrt.compile`` with the dynamo IR, saved as an ExportedProgram
-  (``torch.export.load`` + call); for hosts that stay in PyTorch. FP32/FP16 only.
+* ``torch-tensorrt``: torch-tensorrt's dynamo path (``torch.export`` then ``torch_tensorrt.dynamo.compile``),
+  saved as an ExportedProgram (``torch.export.load`` + call) for hosts that stay in PyTorch. FP32/FP16
+  only; it takes frames whose sides are multiples of 4 (>= 16), so such hosts pad frames themselves.
 
 Precisions: ``fp32``; ``fp16``; ``int8`` (explicit Q/DQ INT8, other layers FP32); ``best`` (Q/DQ INT8
 plus FP16 elsewhere). Engines are cached (``realtime.engine_cache``): a hit only reads a file.
@@ -23,7 +24,7 @@ from typing import Any
 
 from realtime.backends.onnx_backend import cache_dir, onnx_model_path
 from realtime.engine_cache import EngineCache, EngineKey
-from realtime.errors import BackendUnavailable, ModelError, OutputError
+from realtime.errors import BackendUnavailable, InputError, ModelError, OutputError
 from realtime.model import MIN_SIDE, Generator
 from realtime.modelfile import ModelInfo, load_model
 
@@ -160,6 +161,24 @@ def _build_tensorrt(generator: Generator, info: ModelInfo, precision: str, profi
     return build_engine(spec)
 
 
+def export_for_dynamo(generator: Generator, profile: ShapeProfile, device: str = "cuda") -> Any:
+    """``torch.export`` of the generator for the dynamo route, dynamic over the profile's range.
+
+    The generator's own padding arithmetic (``max(MIN_SIDE, multiple of 4)``) produces guards that
+    torch.export cannot prove for a whole strict range, so the sizes are exported as ``Dim.AUTO`` from
+    an example of the profile's opt shape; the program then serves every side that is a multiple of 4
+    and >= MIN_SIDE (``parse_shapes`` plus the check in ``_build_torch_tensorrt`` guarantee that).
+    """
+    import torch
+
+    n = generator.cfg.num_styles
+    auto = torch.export.Dim.AUTO
+    # A batch of 1 in the example would be specialized to a constant; use 2 when the profile lets batch vary.
+    b = profile.opt[0] if profile.min[0] == profile.max[0] else max(2, profile.opt[0])
+    example = (torch.rand(b, 3, *profile.opt[2:], device=device), torch.full((b, n), 1.0 / n, device=device))
+    return torch.export.export(generator.eval().to(device), example, dynamic_shapes=({0: auto, 2: auto, 3: auto}, {0: auto}))
+
+
 def _build_torch_tensorrt(generator: Generator, info: ModelInfo, precision: str, profile: ShapeProfile, workspace_gb: float) -> bytes:
     import tempfile
 
@@ -168,17 +187,15 @@ def _build_torch_tensorrt(generator: Generator, info: ModelInfo, precision: str,
 
     if precision not in ("fp32", "fp16"):
         raise BackendUnavailable("the torch-tensorrt route builds fp32/fp16 engines; use --route tensorrt for int8/best")
+    if any(side % 4 for shape in (profile.min, profile.opt, profile.max) for side in shape[2:]):
+        raise InputError(f"the torch-tensorrt route needs heights and widths that are multiples of 4, got {profile.spec()}")
     n = info.config.num_styles
     inputs = [
-        torch_tensorrt.Input(min_shape=profile.min, opt_shape=profile.opt, max_shape=profile.max, dtype=torch.float32, name="frames"),
-        torch_tensorrt.Input(
-            min_shape=(profile.min[0], n), opt_shape=(profile.opt[0], n), max_shape=(profile.max[0], n), dtype=torch.float32, name="style_weights"
-        ),
+        torch_tensorrt.Input(min_shape=profile.min, opt_shape=profile.opt, max_shape=profile.max, dtype=torch.float32),
+        torch_tensorrt.Input(min_shape=(profile.min[0], n), opt_shape=(profile.opt[0], n), max_shape=(profile.max[0], n), dtype=torch.float32),
     ]
-    model = generator.eval().cuda()
-    compiled = torch_tensorrt.compile(
-        model,
-        ir="dynamo",
+    compiled = torch_tensorrt.dynamo.compile(
+        export_for_dynamo(generator, profile),
         inputs=inputs,
         enabled_precisions={torch.float16} if precision == "fp16" else {torch.float32},
         workspace_size=int(workspace_gb * (1 << 30)),

@@ -334,3 +334,22 @@ def test_tensorrt_backend_buffers_on_cuda(tiny_model: Path) -> None:
     assert len(backend._free[(1, 64, 96)]) == 3
     backend(*inputs[0])
     assert len(backend._free[(1, 64, 96)]) == 3
+
+
+def test_dynamo_export_serves_the_whole_profile(tiny_model: Path) -> None:
+    """The torch-tensorrt route's first half (torch.export), on the CPU: dynamic batch and sizes."""
+    generator, _ = load_model(tiny_model)
+    program = trt_compile.export_for_dynamo(generator, parse_shapes("1x3x16x16:1x3x64x96:4x3x256x320"), device="cpu").module()
+    for b, h, w in [(1, 16, 16), (3, 36, 52), (4, 256, 320)]:
+        x, wts = torch.rand(b, 3, h, w), torch.softmax(torch.randn(b, 3), 1)
+        with torch.no_grad():
+            assert torch.allclose(program(x, wts), generator(x, wts), atol=1e-5)
+
+
+def test_torch_tensorrt_route_refuses_sides_that_are_not_multiples_of_4(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    monkeypatch.setitem(sys.modules, "torch_tensorrt", types.SimpleNamespace())
+    generator, info = load_model(tiny_model)
+    with pytest.raises(Exception, match="multiples of 4"):
+        trt_compile._build_torch_tensorrt(generator, info, "fp16", parse_shapes("1x3x18x18"), 1.0)
+    with pytest.raises(BackendUnavailable, match="fp32/fp16"):
+        trt_compile._build_torch_tensorrt(generator, info, "int8", parse_shapes("1x3x16x16"), 1.0)
