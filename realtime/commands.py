@@ -138,11 +138,18 @@ def _finish(stats: Any) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
+    from realtime.sinks import check_output
     from realtime.sources import open_source
 
-    stylizer, schedule = _load(args)
+    # Input and output problems are reported before the model loads (and maybe exports to ONNX).
+    source = open_source(args.input, max_side=args.max_side, size=args.size, live=args.live)
+    try:
+        check_output(args.output, [source.path] if source.path else [], args.overwrite)
+        stylizer, schedule = _load(args)
+    except BaseException:
+        source.close()
+        raise
     with stylizer:
-        source = open_source(args.input, max_side=args.max_side, size=args.size, live=args.live)
         log.info(
             "%s -> %s at %s, %s",
             args.input,
