@@ -236,6 +236,8 @@ class CameraSource(Source):
         self.capture = cv2.VideoCapture(device)
         if not self.capture.isOpened():
             raise InputError(f"cannot open camera {device!r} (not connected, busy, or no permission)")
+        # Drivers queue several frames by default; a live filter wants the newest one, not the oldest.
+        self.capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
         if width and height:
             self.capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
             self.capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
