@@ -24,7 +24,15 @@ from realtime.modelfile import ModelInfo, load_model
 from realtime.pipeline import Pipeline, Policy, RunStats
 from realtime.sinks import NullSink, Sink, check_output, open_file_sink
 from realtime.sources import ImageSource, Source, open_source
-from realtime.styles import Schedule, StyleController, WeightsLike, load_schedule, mix_output, validate_strength
+from realtime.styles import (
+    Schedule,
+    StyleController,
+    WeightsLike,
+    load_schedule,
+    mix_output,
+    resolve_weights,
+    validate_strength,
+)
 
 log = logging.getLogger(__name__)
 
@@ -70,10 +78,7 @@ class Stylizer:
         if batch.ndim != 4 or batch.shape[-1] != 3 or batch.dtype != np.uint8 or 0 in batch.shape:
             raise InputError(f"expected uint8 RGB frames [H,W,3] or [B,H,W,3], got {frames.dtype} {frames.shape}")
         strength = validate_strength(strength)
-        if weights is None:
-            w = self.controller.weights_for(0, 0.0)
-        else:
-            w = StyleController(self.style_names, weights).weights_for(0, 0.0)
+        w = self.controller.weights_for(0, 0.0) if weights is None else resolve_weights(weights, self.style_names)
         out = self.backend(batch, np.repeat(w[None], len(batch), axis=0))
         out = np.stack([mix_output(f, o, strength, preserve_color) for f, o in zip(batch, out, strict=True)])
         return out[0] if single else out
@@ -130,7 +135,7 @@ class Stylizer:
             return NullSink()
         path = Path(output)
         check_output(path, [src.path] if src.path is not None else [], overwrite)
-        single = isinstance(src, ImageSource) and src.frame_count == 1 and not src.path.is_dir()  # type: ignore[union-attr]
+        single = isinstance(src, ImageSource) and not src.is_folder
         return open_file_sink(
             path,
             src.path,

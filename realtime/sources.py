@@ -283,7 +283,8 @@ class ImageSource(Source):
     def __init__(self, path: str | Path, max_side: int | None = None, size: tuple[int, int] | None = None) -> None:
         path = Path(path)
         _check_file(path)
-        if path.is_dir():
+        self.is_folder = path.is_dir()
+        if self.is_folder:
             self.files = sorted(p for p in path.iterdir() if p.suffix.lower() in IMAGE_SUFFIXES and p.is_file())
             if not self.files:
                 raise InputError(f"no images ({', '.join(IMAGE_SUFFIXES)}) in folder {path}")
