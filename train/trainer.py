@@ -265,10 +265,10 @@ class Trainer:
     def autocast(self):
         return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
 
-    def critic_step(self, fake: torch.Tensor, alpha: torch.Tensor) -> tuple[float, float]:
+    def critic_step(self, fake: torch.Tensor, alpha: torch.Tensor, alpha_cpu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
         # Real patches: paintings of the styles each fake sample was asked for (drawn from alpha).
-        styles_idx = torch.multinomial(alpha.float().cpu(), 1).squeeze(1).tolist()
+        styles_idx = torch.multinomial(alpha_cpu, 1).squeeze(1).tolist()
         real = self.style_crops.sample(len(styles_idx), styles_idx)
         w_real = F.one_hot(torch.tensor(styles_idx, device=self.device), alpha.shape[1]).float()
         self.critic.requires_grad_(True)
@@ -281,7 +281,7 @@ class Trainer:
         loss.backward()
         average_gradients(self.critic, self.dinfo)
         self.opt_d.step()
-        return float(wdist.detach()), float(gp.detach())
+        return wdist.detach(), gp.detach()
 
     def set_lr(self, progress: float) -> None:
         """Cosine decay to 5% over the run; progress counts steps or, with --max-minutes, time."""
@@ -289,11 +289,17 @@ class Trainer:
         for group in self.opt_g.param_groups:
             group["lr"] = self.cfg.lr * factor
 
-    def train_step(self, model: torch.nn.Module) -> dict[str, float]:
+    def train_step(self, model: torch.nn.Module) -> dict[str, torch.Tensor]:
+        """One critic update (once the GAN is on) and one generator update.
+
+        Returns the loss terms as device tensors: reading them as floats forces a GPU sync, so the
+        loop does that only on logging steps.
+        """
         cfg = self.cfg
         b = cfg.batch_size
         x = self.content.sample(b)
-        alpha = sample_style_weights(b, self.g_cfg.num_styles, cfg.mix_prob, self.rng).to(self.device)
+        alpha_cpu = sample_style_weights(b, self.g_cfg.num_styles, cfg.mix_prob, self.rng)
+        alpha = alpha_cpu.to(self.device)
         theta = losses.random_motion(b, self.device)
         x_moved, mask = losses.warp(x, theta)
         x_moved = (x_moved + 0.02 * torch.randn_like(x_moved)).clamp(0, 1)
@@ -304,10 +310,10 @@ class Trainer:
             y_both = model(torch.cat([x, x_moved]), torch.cat([alpha, alpha]))
         y, y_moved = y_both[:b], y_both[b:]
 
-        stats: dict[str, float] = {}
+        stats: dict[str, torch.Tensor] = {}
         if gan_on:
             for _ in range(cfg.n_critic):
-                stats["wdist"], stats["gp"] = self.critic_step(y.detach().float(), alpha)
+                stats["wdist"], stats["gp"] = self.critic_step(y.detach().float(), alpha, alpha_cpu)
 
         self.critic.requires_grad_(False)
         with self.autocast():
@@ -323,14 +329,11 @@ class Trainer:
             l_gan = -self.critic(y, alpha).mean() if gan_on else torch.zeros((), device=self.device)
         total = (cfg.content_weight * l_content + cfg.style_weight * l_style + cfg.gan_weight * l_gan
                  + cfg.temporal_weight * l_temporal + cfg.tv_weight * l_tv)
-        if not torch.isfinite(total):
-            raise StylecastError(f"training diverged at step {self.step} (loss {float(total)}); lower --lr")
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
-        stats.update({k: float(v.detach()) for k, v in (("content", l_content), ("style", l_style), ("gan", l_gan),
-                                                        ("temporal", l_temporal), ("tv", l_tv), ("total", total))})
-        return stats
+        stats.update(content=l_content, style=l_style, gan=l_gan, temporal=l_temporal, tv=l_tv, total=total)
+        return {k: v.detach() for k, v in stats.items()}
 
     # -- the loop ------------------------------------------------------------------------------
     def fit(self, resume: Path | None = None) -> Path:
@@ -358,10 +361,13 @@ class Trainer:
                     if cfg.max_minutes:
                         progress = max(progress, (time.monotonic() - t0) / (cfg.max_minutes * 60))
                     self.set_lr(progress)
-                    stats = self.train_step(model)
+                    step_stats = self.train_step(model)
                     self.step += 1
                     bar.update(1)
                     if self.step % cfg.log_every == 0 or self.step == cfg.steps:
+                        stats = {k: float(v) for k, v in step_stats.items()}
+                        if not np.isfinite(stats["total"]):
+                            raise StylecastError(f"training diverged at step {self.step} (loss {stats['total']}); lower --lr")
                         elapsed = time.monotonic() - t0
                         stats["it_s"] = (self.step - start) / max(elapsed, 1e-9)
                         bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k in ("content", "style", "temporal", "gan", "it_s")})

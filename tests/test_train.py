@@ -1,0 +1,149 @@
+"""Training: a short run from scratch, resume, the CLI, DDP with gloo, losses."""
+
+from __future__ import annotations
+
+import os
+import subprocess
+import sys
+from dataclasses import fields
+from pathlib import Path
+
+import pytest
+import torch
+
+from realtime.modelfile import load_model
+from train import losses
+from train.config import TrainConfig, load_config
+from train.data import sample_style_weights
+from train.trainer import CHECKPOINT, MODEL, Trainer, train
+from train.vgg import VGGFeatures, find_vgg
+
+ROOT = Path(__file__).resolve().parents[1]
+TINY = dict(batch_size=1, crop=32, style_crop=64, channels=8, res_blocks=1, gan_start=1, device="cpu",
+            log_every=1, sample_every=2, checkpoint_every=2)
+
+
+def test_short_run_then_resume(tmp_path: Path) -> None:
+    out = tmp_path / "run"
+    model = train(TrainConfig(out=str(out), steps=2, **TINY))
+    _, info = load_model(model)
+    assert len(info.style_names) >= 6 and info.perceptual.startswith("vgg16:")
+    assert info.train_config["steps_done"] == 2
+    assert all(s.thumbnail is not None and s.source_sha256 for s in info.styles)
+    first = torch.load(out / CHECKPOINT, weights_only=False)
+
+    trainer = Trainer(TrainConfig(out=str(out), steps=4, **TINY))
+    trainer.fit(out / CHECKPOINT)
+    assert trainer.step == 4
+    resumed = torch.load(out / CHECKPOINT, weights_only=False)
+    assert resumed["step"] == 4
+    assert any(not torch.equal(first["generator"][k], resumed["generator"][k]) for k in first["generator"])
+    log_rows = (out / "log.csv").read_text().strip().splitlines()
+    assert log_rows[0].startswith("step,") and len(log_rows) == 5  # header + 4 steps, one file across the resume
+    assert (out / "samples" / "step_000004.png").exists() and (out / "samples" / "final.png").exists()
+    assert (out / MODEL).exists()
+
+
+def test_cli_help_documents_every_option() -> None:
+    proc = subprocess.run([sys.executable, "-m", "train", "--help"], capture_output=True, text=True, cwd=ROOT, check=True)
+    for f in fields(TrainConfig):
+        assert "--" + f.name.replace("_", "-") in proc.stdout
+    assert "--resume" in proc.stdout and "--config" in proc.stdout
+
+
+def test_config_file_and_overrides(tmp_path: Path) -> None:
+    cfg_file = tmp_path / "c.toml"
+    cfg_file.write_text('[train]\nsteps = 7\nstyle_layers = ["relu2_2"]\n')
+    cfg = load_config(cfg_file, {"steps": 9, "lr": None})
+    assert cfg.steps == 9 and cfg.style_layers == ("relu2_2",) and cfg.lr == TrainConfig().lr
+    cfg_file.write_text("steps = [\n")
+    from realtime.errors import StylecastError
+
+    with pytest.raises(StylecastError, match="c.toml"):
+        load_config(cfg_file, {})
+    cfg_file.write_text("stepz = 3\n")
+    with pytest.raises(StylecastError, match="stepz"):
+        load_config(cfg_file, {})
+
+
+def test_cli_bad_config_is_one_line_error(tmp_path: Path) -> None:
+    proc = subprocess.run([sys.executable, "-m", "train", "--config", str(tmp_path / "nope.toml")],
+                          capture_output=True, text=True, cwd=ROOT)
+    assert proc.returncode != 0
+    assert "Traceback" not in proc.stderr and "config file not found" in proc.stderr
+
+
+@pytest.mark.slow
+def test_ddp_two_processes_gloo_keep_identical_weights(tmp_path: Path) -> None:
+    env = {**os.environ, "PYTHONPATH": str(ROOT), "OMP_NUM_THREADS": "1"}
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node=2", "--master_port=29533",
+           str(ROOT / "tests" / "ddp_worker.py"), str(tmp_path)]
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, cwd=ROOT, timeout=300)
+    assert proc.returncode == 0, proc.stderr[-3000:]
+    r0 = torch.load(tmp_path / "rank0.pt", weights_only=True)
+    r1 = torch.load(tmp_path / "rank1.pt", weights_only=True)
+    initial = Trainer(TrainConfig(out=str(tmp_path / "x"), steps=0, **TINY)).generator.state_dict()
+    moved = False
+    for part in ("generator", "critic"):
+        for k, v in r0[part].items():
+            torch.testing.assert_close(v, r1[part][k], rtol=0, atol=0, msg=f"{part}.{k} differs between ranks")
+    for k, v in r0["generator"].items():
+        moved |= not torch.equal(v, initial[k])
+    assert moved, "DDP run did not update the generator"
+
+
+def test_fused_style_loss_is_alpha_weighted_sum() -> None:
+    dist = torch.tensor([[1.0, 4.0], [9.0, 16.0]])
+    alpha = torch.tensor([[1.0, 0.0], [0.25, 0.75]])
+    assert losses.fused_style_loss(dist, alpha).item() == pytest.approx((1.0 + (0.25 * 9 + 0.75 * 16)) / 2)
+
+
+def test_style_weight_sampler_mixes_and_one_hots() -> None:
+    import numpy as np
+
+    w = sample_style_weights(400, 5, 0.5, np.random.default_rng(0))
+    torch.testing.assert_close(w.sum(1), torch.ones(400))
+    one_hot = (w.max(1).values == 1).float().mean().item()
+    assert 0.35 < one_hot < 0.65 and (w >= 0).all()
+
+
+def test_temporal_loss_zero_for_equivariant_map_and_positive_otherwise() -> None:
+    x = torch.rand(2, 3, 32, 32)
+    theta = losses.random_motion(2, torch.device("cpu"))
+    moved, mask = losses.warp(x, theta)
+    assert losses.temporal_loss(moved, losses.warp(x, theta)[0], mask).item() == 0
+    assert losses.temporal_loss(moved + 0.1 * torch.rand_like(moved), moved, mask).item() > 1e-4
+    assert 0 < mask.mean() <= 1
+
+
+def test_gradient_penalty_of_linear_critic() -> None:
+    class Linear(torch.nn.Module):
+        def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+            return 2.0 * x.flatten(1).sum(1) / x[0].numel() ** 0.5
+
+    real, fake = torch.rand(3, 3, 4, 4), torch.rand(3, 3, 4, 4)
+    w = torch.eye(3)
+    # The gradient norm of this critic is exactly 2 everywhere, so the penalty is (2 - 1)^2.
+    assert losses.gradient_penalty(Linear(), real, fake, w, w).item() == pytest.approx(1.0, rel=1e-5)
+
+
+def test_vgg_loads_bundled_weights_and_gram_shapes() -> None:
+    vgg = VGGFeatures(find_vgg(), ("relu1_2", "relu4_3"))
+    feats = vgg(torch.rand(1, 3, 32, 32))
+    assert feats["relu1_2"].shape == (1, 64, 32, 32) and feats["relu4_3"].shape == (1, 512, 4, 4)
+    assert losses.gram(feats["relu1_2"]).shape == (1, 64, 64)
+    assert not any(p.requires_grad for p in vgg.parameters())
+
+
+def test_vgg_torchvision_state_dict(tmp_path: Path) -> None:
+    """A torchvision-format vgg16 .pth (as in torchvision's cache) loads with torchvision preprocessing."""
+    import numpy as np
+
+    with np.load(find_vgg().path) as z:
+        state = {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}
+    pth = tmp_path / "vgg16-397923af.pth"
+    torch.save(state, pth)
+    src = find_vgg(pth)
+    assert src.family == "vgg16" and not src.caffe
+    feats = VGGFeatures(src, ("relu2_2",))(torch.rand(1, 3, 16, 16))
+    assert feats["relu2_2"].shape == (1, 128, 8, 8)
