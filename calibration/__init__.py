@@ -26,8 +26,8 @@ from realtime.modelfile import ModelInfo, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
-#: bump when the quantization recipe changes, so cached INT8 graphs from an older recipe are not reused
-RECIPE = "qdq-conv-subres-u8s8-1"
+#: bump when the quantization recipe or the default gate changes, so older cached INT8 graphs are not reused
+RECIPE = "qdq-conv-subres-u8s8-2"
 
 __all__ = [
     "METHODS",

@@ -14,14 +14,19 @@ log = logging.getLogger(__name__)
 
 def add_calibration_args(p: argparse.ArgumentParser) -> None:
     """Options shared by ``calibrate`` and ``export --format onnx-int8``."""
+    from calibration.gate import GateThresholds
     from calibration.quantize import METHODS
 
     p.add_argument("--frames", help="calibration frames: a video, a folder of images or an image (default: bundled sample clip)")
     p.add_argument("--method", choices=tuple(METHODS), default="percentile", help="activation range calibration (default: percentile)")
-    p.add_argument("--min-psnr", type=float, default=30.0, help="quality gate: least PSNR of INT8 against FP32, dB (default 30)")
-    p.add_argument("--min-ssim", type=float, default=0.95, help="quality gate: least SSIM against FP32 (default 0.95)")
+    d = GateThresholds()
+    p.add_argument("--min-psnr", type=float, default=d.min_psnr_db, help=f"quality gate: least PSNR of INT8 against FP32, dB (default {d.min_psnr_db})")
+    p.add_argument("--min-ssim", type=float, default=d.min_ssim, help=f"quality gate: least SSIM against FP32 (default {d.min_ssim})")
     p.add_argument(
-        "--max-flicker", type=float, default=0.004, help="quality gate: most warping error INT8 may add on the clip (default 0.004)"
+        "--max-flicker",
+        type=float,
+        default=d.max_flicker_increase,
+        help=f"quality gate: most warping error INT8 may add on the clip, [0,1] scale (default {d.max_flicker_increase})",
     )
 
 

@@ -246,3 +246,14 @@ def test_calibrate_user_errors(tiny_model: Path, capsys: pytest.CaptureFixture[s
         got = int(e.code or 0)
     assert got == code
     assert message in capsys.readouterr().err
+
+
+def test_a_flicker_failure_ranks_layers_by_the_flicker_they_add() -> None:
+    added = {"a": 0.001, "b": 0.0002, "c": 0.003}
+
+    def measure(kept: tuple[str, ...]) -> GateFigures:
+        return GateFigures(45.0, 45.0, 0.99, 0.01, 0.01 + sum(v for k, v in added.items() if k not in kept))
+
+    assert choose_fp_layers(measure, list(added), GateThresholds(max_flicker_increase=0.0015)).kept_fp == ("c",)
+    result = choose_fp_layers(measure, list(added), GateThresholds(max_flicker_increase=0.001))
+    assert result.passed and result.kept_fp == ("c", "a")
