@@ -131,7 +131,8 @@ def test_live_policy_drops_instead_of_queueing(stylizer: Stylizer) -> None:
     assert stats.frames + stats.dropped == 132  # every decoded frame is either shown or counted
     assert sink.items[-1][0].index == 131  # the end of the stream is not dropped
     # Latency stays bounded: about one inference waiting plus one running, never a growing queue.
-    assert stats.percentile_ms("latency", 99) < 1000 * (3 * delay + 0.1)
+    # (Queueing every frame instead would reach 132 x 80 ms = 10 s by the end.)
+    assert stats.percentile_ms("latency", 99) < 1000 * (4 * delay + 0.2)
     indices = [f.index for f, _ in sink.items]
     assert indices == sorted(indices)
 

@@ -126,9 +126,11 @@ def test_replay_source_runs_in_real_time() -> None:
     assert src.live
     frames = list(src)
     assert len(frames) == 132
-    # Capture times follow the stream's clock (at 10x): 5.24 s of video in about 0.52 s.
+    # Capture times follow the stream's clock (at 10x): 5.24 s of video in no less than 0.52 s
+    # (more only if decoding cannot keep up on a busy machine).
     span = frames[-1].captured - frames[0].captured
-    assert 0.45 < span < 1.5
+    assert 0.5 < span < 5.0
+    assert frames[66].captured - frames[0].captured > 0.25
 
 
 def _frame(i: int, img: np.ndarray, pts: int | None = None) -> Frame:
