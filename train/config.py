@@ -30,6 +30,7 @@ class TrainConfig:
     crop: int = 256
     style_crop: int = 256
     # model
+    init: str = ""
     arch: str = "fast"
     channels: int = 0
     res_blocks: int = 0
@@ -75,6 +76,7 @@ HELP: dict[str, str] = {
     "holdout": "content image stems kept out of training (used for sample grids and evaluation)",
     "crop": "content crop size in pixels",
     "style_crop": "side the style images are resized to for Gram targets and critic crops",
+    "init": "start the generator from this .stylecast model (fine-tuning; its styles must match --styles)",
     "arch": "generator architecture: fast (real-time CPU) or quality (Johnson-style)",
     "channels": "generator width (0 = the architecture's preset)",
     "res_blocks": "residual blocks (0 = the architecture's preset)",

@@ -28,8 +28,8 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from realtime.errors import StylecastError
-from realtime.model import PRESETS, Generator
-from realtime.modelfile import StyleInfo, atomic_write_bytes, save_model
+from realtime.model import PRESETS, Generator, GeneratorConfig
+from realtime.modelfile import StyleInfo, atomic_write_bytes, load_model, save_model
 from train import losses
 from train.config import TrainConfig
 from train.data import CropSampler, load_styles, read_rgb, sample_style_weights, split_content, video_frames
@@ -99,7 +99,7 @@ def broadcast_parameters(module: torch.nn.Module, dinfo: DistInfo) -> None:
             dist.broadcast(t, src=0)
 
 
-def generator_config(cfg: TrainConfig, num_styles: int):
+def generator_config(cfg: TrainConfig, num_styles: int) -> GeneratorConfig:
     base = PRESETS[cfg.arch] if cfg.arch in PRESETS else None
     if base is None:
         raise StylecastError(f"unknown architecture {cfg.arch!r}; choose from {', '.join(PRESETS)}")
@@ -193,8 +193,12 @@ class Trainer:
                                        cfg.seed + 1000 + self.dinfo.rank)
         n = len(self.styles.names)
 
-        self.g_cfg = generator_config(cfg, n)
-        self.generator = Generator(self.g_cfg).to(self.device)
+        if cfg.init:
+            self.generator, self.g_cfg = self._init_from(Path(cfg.init))
+        else:
+            self.g_cfg = generator_config(cfg, n)
+            self.generator = Generator(self.g_cfg)
+        self.generator.to(self.device)
         self.critic = PatchCritic(n).to(self.device)
         vgg_src = find_vgg(cfg.vgg_weights or None)
         self.perceptual = vgg_src.description
@@ -205,6 +209,12 @@ class Trainer:
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=(0.0, 0.9))
         self.step = 0
+
+    def _init_from(self, path: Path) -> tuple[Generator, GeneratorConfig]:
+        generator, info = load_model(path)
+        if info.style_names != self.styles.names:
+            raise StylecastError(f"{path} holds styles {info.style_names}, but --styles has {self.styles.names}")
+        return generator, info.config
 
     @torch.no_grad()
     def _style_grams(self) -> dict[str, torch.Tensor]:
