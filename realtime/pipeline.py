@@ -230,7 +230,7 @@ class Pipeline:
         out.close()
 
     def _next_batch(self) -> list[Frame] | None:
-        first = self.links[0].get()
+        first, self._carry = (self._carry if self._carry is not None else self.links[0].get()), None
         if first is _END:
             return None
         batch = [first]
@@ -246,17 +246,7 @@ class Pipeline:
 
     def _upload(self) -> None:
         out = self.links[1]
-        while True:
-            if self._carry is not None:
-                carried, self._carry = self._carry, None
-                if carried is _END:
-                    break
-                frames = [carried]
-            else:
-                got = self._next_batch()
-                if got is None:
-                    break
-                frames = got
+        while (frames := self._next_batch()) is not None:
             weights = np.stack([self.controller.weights_for(f.index, f.seconds) for f in frames])
             t0 = time.perf_counter()
             inputs = self.backend.upload(np.stack([f.image for f in frames]))
