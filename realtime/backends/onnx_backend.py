@@ -67,6 +67,9 @@ class OnnxBackend(Backend):
         opts = ort.SessionOptions()
         opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
         opts.intra_op_num_threads = os.cpu_count() or 1
+        # Spinning worker threads steal the cores that decoding and encoding need between inferences:
+        # measured on 2 cores, a full run went from 3.8-4.5 to 5.9-7.9 fps with spinning off.
+        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         chosen = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         try:
             self.session = ort.InferenceSession(str(path), opts, providers=chosen)
