@@ -97,11 +97,10 @@ def calibrate(
     *,
     method: str = "percentile",
     thresholds: GateThresholds | None = None,
-    ranges_key: str | None = None,
 ) -> CalibrationReport:
     """Calibrate, gate and write the INT8 Q/DQ graph of a model to ``output`` (plus ``output``.json).
 
-    ``ranges_key`` names the activation-range cache entry; by default it is derived from the frames.
+    Activation ranges are cached per model, method and calibration-frame content.
     """
     if method not in METHODS:
         raise ModelError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
@@ -110,7 +109,7 @@ def calibrate(
     n = info.config.num_styles
     fp32 = onnx_model_path(generator, info)
     inner, full = sub_resolution_convs(fp32, n)
-    ranges = cache_dir("calibration") / f"{ranges_key or _key(info.sha256, method, frames.digest())}.json"
+    ranges = cache_dir("calibration") / f"{_key(info.sha256, method, frames.digest())}.json"
     gate = Gate(fp32, frames, n)
     with tempfile.TemporaryDirectory(prefix="stylecast-int8-") as tmp:
 
@@ -148,14 +147,14 @@ def calibrate(
 
 def int8_cache_path(
     info: ModelInfo, frames: str | Path | None = None, method: str = "percentile", size: tuple[int, int] = DEFAULT_SIZE
-) -> tuple[Path, str]:
-    """Where the cached INT8 graph for these settings lives, and its key.
+) -> Path:
+    """Where the cached INT8 graph for these settings lives.
 
     Keyed by the model's SHA-256, the method, the size and the content of the calibration source (the
     bundled sample clip when ``frames`` is None), so a retrained model or other frames get their own graph.
     """
     key = _key(info.sha256, method, source_digest(frames), "x".join(map(str, size)))
-    return cache_dir("int8") / f"{key[:24]}.onnx", key
+    return cache_dir("int8") / f"{key[:24]}.onnx"
 
 
 def int8_model_path(
@@ -166,10 +165,10 @@ def int8_model_path(
     method: str = "percentile",
 ) -> Path:
     """The cached INT8 Q/DQ graph for this model, calibrated now (once) when missing."""
-    path, key = int8_cache_path(info, frames, method)
+    path = int8_cache_path(info, frames, method)
     if path.is_file():
         return path
     log.info("calibrating INT8 for this model (once; cached in %s)", path.parent)
-    report = calibrate(generator, info, representative_frames(frames), path, method=method, ranges_key=key)
+    report = calibrate(generator, info, representative_frames(frames), path, method=method)
     log.info("INT8 ready: PSNR %.2f dB vs FP32, %d layers INT8, %d FP32", report.figures.psnr_db, len(report.quantized), len(report.kept_fp))
     return path

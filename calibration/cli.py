@@ -67,11 +67,9 @@ def run_calibrate(args: argparse.Namespace) -> int:
     size = args.size or DEFAULT_SIZE
     if min(size) < MIN_SIDE:
         raise InputError(f"--size sides must be >= {MIN_SIDE}, got {size[0]}x{size[1]}")
-    output, key = int8_cache_path(info, args.frames, args.method, size)
-    if args.output is not None:
-        output = args.output
+    output = args.output or int8_cache_path(info, args.frames, args.method, size)
     frames = representative_frames(args.frames, size, calibration=args.calibration_frames, held_out=args.held_out)
-    report = calibrate(generator, info, frames, output, method=args.method, thresholds=thresholds_from(args), ranges_key=key)
+    report = calibrate(generator, info, frames, output, method=args.method, thresholds=thresholds_from(args))
     print_report(report, output)
     return 0 if report.passed else 1
 

@@ -196,14 +196,14 @@ def test_a_strict_gate_moves_layers_back_to_fp32(model, clip: FrameSet, tmp_path
 
 def test_int8_model_path_is_cached_per_model_and_method(model, frame_folder: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
     path = int8_model_path(*model, frames=frame_folder)
-    assert path.is_file() and path == int8_cache_path(model[1], frame_folder)[0]
+    assert path.is_file() and path == int8_cache_path(model[1], frame_folder)
 
     def no_recalibration(*args, **kwargs):  # type: ignore[no-untyped-def]
         raise AssertionError("calibrated again")
 
     monkeypatch.setattr(calibration, "calibrate", no_recalibration)
     assert int8_model_path(*model, frames=frame_folder) == path
-    assert int8_cache_path(model[1], frame_folder, "minmax")[0] != path
+    assert int8_cache_path(model[1], frame_folder, "minmax") != path
 
 
 def test_int8_graph_runs_close_to_fp32(model, frame_folder: Path) -> None:  # type: ignore[no-untyped-def]
