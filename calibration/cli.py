@@ -12,13 +12,16 @@ from realtime.commands import _positive, _size
 log = logging.getLogger(__name__)
 
 
-def add_calibration_args(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``calibrate`` and ``export --format onnx-int8``."""
+def add_calibration_args(p: argparse.ArgumentParser, gate: bool = True) -> None:
+    """Options shared by ``calibrate``, ``export --format onnx-int8`` and, without the gate's, ``compile``
+    (whose INT8 engines use the cached INT8 graph that the default gate passed)."""
     from calibration.gate import GateThresholds
     from calibration.quantize import METHODS
 
     p.add_argument("--frames", help="calibration frames: a video, a folder of images or an image (default: bundled sample clip)")
     p.add_argument("--method", choices=tuple(METHODS), default="percentile", help="activation range calibration (default: percentile)")
+    if not gate:
+        return
     d = GateThresholds()
     p.add_argument("--min-psnr", type=float, default=d.min_psnr_db, help=f"quality gate: least PSNR of INT8 against FP32, dB (default {d.min_psnr_db})")
     p.add_argument("--min-ssim", type=float, default=d.min_ssim, help=f"quality gate: least SSIM against FP32 (default {d.min_ssim})")

@@ -308,7 +308,7 @@ def register(subparsers: Any) -> None:
     p.add_argument("--model", type=Path, help="a .stylecast model file (default: the bundled model)")
     p.add_argument("-o", "--output", type=Path, help="also copy the engine here (it stays in the cache either way)")
     add_engine_args(p)
-    add_calibration_args(p)
+    add_calibration_args(p, gate=False)
     p.set_defaults(func=run_compile)
 
 
