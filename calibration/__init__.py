@@ -27,7 +27,7 @@ from realtime.modelfile import ModelInfo, atomic_write_bytes
 log = logging.getLogger(__name__)
 
 #: bump when the quantization recipe or the default gate changes, so older cached INT8 graphs are not reused
-RECIPE = "qdq-conv-subres-u8s8-2"
+RECIPE = "qdq-conv-subres-s8s8sym-3"
 
 __all__ = [
     "METHODS",

@@ -257,3 +257,13 @@ def test_a_flicker_failure_ranks_layers_by_the_flicker_they_add() -> None:
     assert choose_fp_layers(measure, list(added), GateThresholds(max_flicker_increase=0.0015)).kept_fp == ("c",)
     result = choose_fp_layers(measure, list(added), GateThresholds(max_flicker_increase=0.001))
     assert result.passed and result.kept_fp == ("c", "a")
+
+
+def test_qdq_graph_is_symmetric_int8_as_tensorrt_requires(fp32: Path, clip: FrameSet, tmp_path: Path) -> None:
+    inner, _ = sub_resolution_convs(fp32, 3)
+    graph = onnx.load(str(quantize_qdq(fp32, tmp_path / "q.onnx", inner, tmp_path / "r.json", clip.calibration, 3))).graph
+    inits = {t.name: onnx.numpy_helper.to_array(t) for t in graph.initializer}
+    qdq = [n for n in graph.node if n.op_type in ("QuantizeLinear", "DequantizeLinear")]
+    zero_points = [inits[n.input[2]] for n in qdq if len(n.input) > 2]
+    assert len(zero_points) == len(qdq)  # every Q/DQ: int8, zero point 0 (none for an int32 bias)
+    assert all(z.dtype == np.int8 and not z.any() for z in zero_points)
