@@ -45,10 +45,13 @@ def build_parser() -> argparse.ArgumentParser:
 
 
 def setup_logging(debug: bool, quiet: bool) -> None:
+    from rich.console import Console
     from rich.logging import RichHandler
 
     level = logging.DEBUG if debug else logging.WARNING if quiet else logging.INFO
-    handler = RichHandler(show_path=debug, show_time=debug, rich_tracebacks=debug, markup=False)
+    # Logs go to stderr so stdout stays clean for results that scripts read.
+    handler = RichHandler(console=Console(stderr=True), show_path=debug, show_time=debug,
+                          rich_tracebacks=debug, markup=False)
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
 
 

@@ -147,3 +147,32 @@ def test_vgg_torchvision_state_dict(tmp_path: Path) -> None:
     assert src.family == "vgg16" and not src.caffe
     feats = VGGFeatures(src, ("relu2_2",))(torch.rand(1, 3, 16, 16))
     assert feats["relu2_2"].shape == (1, 128, 8, 8)
+
+
+def test_sigterm_saves_checkpoint_and_run_resumes(tmp_path: Path) -> None:
+    """SIGTERM is turned into the KeyboardInterrupt path, so this covers Ctrl-C as well."""
+    import signal
+    import time
+
+    out = tmp_path / "run"
+    args = [sys.executable, "-m", "train", "--out", str(out), "--steps", "100000", "--batch-size", "1",
+            "--crop", "32", "--style-crop", "64", "--channels", "8", "--res-blocks", "1", "--device", "cpu",
+            "--log-every", "1", "--sample-every", "100000", "--checkpoint-every", "100000"]
+    proc = subprocess.Popen(args, cwd=ROOT, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
+    deadline = time.monotonic() + 120
+    while time.monotonic() < deadline:
+        log_file = out / "log.csv"
+        if log_file.exists() and len(log_file.read_text().splitlines()) >= 3:
+            break
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGTERM)
+    _, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr[-2000:]
+    assert "Traceback" not in stderr and "--resume" in stderr
+    step = torch.load(out / CHECKPOINT, weights_only=False)["step"]
+    assert step >= 2
+
+    resumed = subprocess.run([*args[:6], str(step + 1), *args[7:], "--resume"], cwd=ROOT, capture_output=True, text=True)
+    assert resumed.returncode == 0, resumed.stderr[-2000:]
+    assert torch.load(out / CHECKPOINT, weights_only=False)["step"] == step + 1
+    assert (out / MODEL).exists()
