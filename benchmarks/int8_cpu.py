@@ -76,7 +76,7 @@ def main(argv: list[str] | None = None) -> int:
     generator, info = load_model(args.model)
     fp32 = onnx_model_path(generator, info)
     int8 = int8_model_path(generator, info, method=args.method)
-    frames = read_frames(None, (w, h))[0][:: 16][:8]
+    frames = read_frames(None, (w, h), keep=8, tail=0)[0]
     speed = measure(fp32, int8, frames, info.config.num_styles, args.threads, args.iters)
     report = json.loads(Path(str(int8) + ".json").read_text())
     result = {

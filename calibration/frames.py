@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+from collections import deque
 from dataclasses import dataclass
 from importlib import resources
 from pathlib import Path
@@ -23,7 +24,7 @@ log = logging.getLogger(__name__)
 
 #: the processing size figures are quoted at (640x360, the real-time CPU target)
 DEFAULT_SIZE = (640, 360)
-#: frames read at most from a source: enough variety, bounded memory (600 frames at 360p ~ 400 MB)
+#: frames decoded at most from a source (the first 20 s of a 30 fps video)
 MAX_FRAMES = 600
 
 
@@ -60,18 +61,29 @@ def _evenly_spaced(items: list[np.ndarray], count: int) -> list[np.ndarray]:
     return [items[i] for i in idx]
 
 
-def read_frames(spec: str | Path | None = None, size: tuple[int, int] = DEFAULT_SIZE) -> tuple[list[np.ndarray], bool]:
-    """All frames (up to ``MAX_FRAMES``) of ``spec`` at ``size``, and whether they are consecutive video frames."""
+def read_frames(
+    spec: str | Path | None = None, size: tuple[int, int] = DEFAULT_SIZE, keep: int = 64, tail: int = 8
+) -> tuple[list[np.ndarray], bool]:
+    """About ``keep`` evenly strided frames of ``spec`` at ``size``, then (videos only) its last ``tail``
+    consecutive frames; and whether ``spec`` is a video. At most ``MAX_FRAMES`` frames are decoded, and
+    only the kept ones stay in memory."""
     source = open_source(sample_video_path() if spec is None else spec, size=size)
+    is_video = isinstance(source, VideoSource)
+    total = min(getattr(source, "frame_count", None) or MAX_FRAMES, MAX_FRAMES)
+    step = max(1, total // keep)
+    strided: list[tuple[int, np.ndarray]] = []
+    last: deque[tuple[int, np.ndarray]] = deque(maxlen=tail if is_video else 0)
     with source:
-        frames = []
-        for frame in source:
-            frames.append(frame.image)
-            if len(frames) >= MAX_FRAMES:
+        for index, frame in enumerate(source):
+            if index >= MAX_FRAMES:
                 break
-    if not frames:
+            if index % step == 0:
+                strided.append((index, frame.image))
+            last.append((index, frame.image))
+    if not strided:
         raise InputError(f"no frames in {spec}")
-    return frames, isinstance(source, VideoSource)
+    tail_start = last[0][0] if last else MAX_FRAMES
+    return [f for i, f in strided if i < tail_start] + [f for _, f in last], is_video
 
 
 def split_frames(
@@ -105,7 +117,7 @@ def representative_frames(
     clip: int = 8,
 ) -> FrameSet:
     """Frames of ``spec`` (the bundled sample clip when None) split for calibration and the gate."""
-    frames, is_video = read_frames(spec, size)
+    frames, is_video = read_frames(spec, size, keep=4 * (calibration + held_out), tail=clip)
     name = "bundled sample.mp4" if spec is None else str(spec)
     fs = split_frames(frames, is_video, name, calibration, held_out, clip)
     log.info(

@@ -267,3 +267,12 @@ def test_qdq_graph_is_symmetric_int8_as_tensorrt_requires(fp32: Path, clip: Fram
     zero_points = [inits[n.input[2]] for n in qdq if len(n.input) > 2]
     assert len(zero_points) == len(qdq)  # every Q/DQ: int8, zero point 0 (none for an int32 bias)
     assert all(z.dtype == np.int8 and not z.any() for z in zero_points)
+
+
+def test_reading_a_video_keeps_strided_frames_and_a_consecutive_tail() -> None:
+    from calibration.frames import read_frames
+
+    frames, is_video = read_frames(None, (32, 18), keep=10, tail=4)
+    assert is_video and 10 <= len(frames) <= 16  # the sample has 132 frames: every 13th, then the last 4
+    tail = np.stack(frames[-4:]).astype(int)
+    assert np.abs(np.diff(tail, axis=0)).mean() < np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean()
