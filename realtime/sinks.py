@@ -102,6 +102,7 @@ class VideoSink(Sink):
     ) -> None:
         import av
 
+        bits_per_second = parse_bitrate(bitrate) if bitrate is not None else None
         self.path = Path(path)
         self.tmp = self.path.with_name(f".{self.path.stem}.part{self.path.suffix}")
         rate = Fraction(rate).limit_denominator(1001000) if rate else Fraction(25)
@@ -134,12 +135,12 @@ class VideoSink(Sink):
         if codec in ("libx264", "libx265"):
             # veryfast: encoding shares the CPU with inference; crf 20 is visually lossless for stylized art.
             options["preset"] = preset or "veryfast"
-            if bitrate is None:
+            if bits_per_second is None:
                 options["crf"] = str(20 if crf is None else crf)
         elif preset:
             options["preset"] = preset
-        if bitrate is not None:
-            self.stream.bit_rate = parse_bitrate(bitrate)
+        if bits_per_second is not None:
+            self.stream.bit_rate = bits_per_second
         self.stream.options = options
         self.audio_in: Any = None
         self.audio_out: Any = None
