@@ -206,18 +206,6 @@ def test_int8_model_path_is_cached_per_model_and_method(model, frame_folder: Pat
     assert int8_cache_path(model[1], frame_folder, "minmax") != path
 
 
-def test_int8_graph_runs_close_to_fp32(model, frame_folder: Path) -> None:  # type: ignore[no-untyped-def]
-    from realtime.backends.onnx_backend import OnnxBackend
-
-    frames = np.random.default_rng(1).integers(0, 256, (1, 36, 64, 3), dtype=np.uint8)
-    weights = np.eye(3, dtype=np.float32)[[2]]
-    fp32 = OnnxBackend(*model, device="cpu")(frames, weights)
-    int8 = OnnxBackend(*model, precision="int8", device="cpu")
-    assert int8.describe() == "onnx/cpu/int8"
-    diff = np.abs(int8(frames, weights).astype(int) - fp32.astype(int))
-    assert diff.mean() < 8
-
-
 # --- the command -------------------------------------------------------------------------------------------
 
 
