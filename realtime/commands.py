@@ -150,6 +150,11 @@ def cmd_run(args: argparse.Namespace) -> int:
         source.close()
         raise
     with stylizer:
+        controller = stylizer.controller
+        log.info(
+            "style: %s",
+            f"schedule {args.schedule}" if schedule else controller.describe(controller.weights_for(0, 0.0)),
+        )
         log.info(
             "%s -> %s at %s, %s",
             args.input,

@@ -25,6 +25,9 @@ from realtime.sources import IMAGE_SUFFIXES, Frame
 
 log = logging.getLogger(__name__)
 
+#: image formats that keep an alpha channel (RGBA inputs keep their transparency in these)
+ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
+
 
 class Sink:
     #: set when the user asked to stop (window closed, q pressed)
@@ -264,7 +267,10 @@ class ImageSink(Sink):
         self.path = Path(path)
         self.single = single
         if not single:
-            self.path.mkdir(exist_ok=True)
+            try:
+                self.path.mkdir(exist_ok=True)
+            except OSError as e:
+                raise OutputError(f"cannot create output folder {self.path}: {e.strerror or e}") from None
         self.frames = 0
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
@@ -273,10 +279,19 @@ class ImageSink(Sink):
         else:
             name = Path(frame.name).stem + ".png" if frame.name else f"{frame.index:06d}.png"
             target = self.path / name
-        ok, data = cv2.imencode(target.suffix or ".png", cv2.cvtColor(image, cv2.COLOR_RGB2BGR))
+        suffix = target.suffix.lower() or ".png"
+        if frame.alpha is not None and suffix in ALPHA_SUFFIXES:
+            bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGRA)
+            bgr[..., 3] = frame.alpha  # a sprite stays a sprite: the input's transparency goes back on
+        else:
+            bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGR)
+        ok, data = cv2.imencode(suffix, bgr)
         if not ok:
             raise OutputError(f"cannot encode {target.suffix} images")
-        atomic_write_bytes(target, data.tobytes())
+        try:
+            atomic_write_bytes(target, data.tobytes())
+        except OSError as e:
+            raise OutputError(f"writing {target} failed: {e.strerror or e}") from None
         self.frames += 1
 
 

@@ -27,6 +27,8 @@ log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
 STREAM_SCHEMES = ("rtsp", "rtmp", "udp", "tcp", "srt", "http", "https")
+#: largest frame processed at its own size unless --size/--max-side say otherwise (4K UHD)
+MAX_PIXELS = 3840 * 2160
 
 
 @dataclass
@@ -38,6 +40,7 @@ class Frame:
     pts: int | None = None  # in the source's time base (video sources only)
     decode_s: float = 0.0  # time spent decoding and converting this frame
     name: str = ""  # file name for image sources
+    alpha: np.ndarray | None = None  # uint8 [H, W] transparency of RGBA images, kept for image outputs
 
 
 def fit_size(
@@ -45,11 +48,25 @@ def fit_size(
 ) -> tuple[int, int]:
     """The processing size: ``size`` as given, else scaled so the long side <= ``max_side``.
 
-    Scaled sizes are rounded to even numbers, which H.264 in yuv420p requires.
+    Without either, frames above ``MAX_PIXELS`` (8K and up) are scaled down to it with a warning:
+    their activations alone would take many GiB. Scaled sizes are rounded to even numbers, which
+    H.264 in yuv420p requires.
     """
     if size is not None:
         return size
-    if max_side is None or max(width, height) <= max_side:
+    if max_side is None:
+        if width * height <= MAX_PIXELS:
+            return width, height
+        scale = (MAX_PIXELS / (width * height)) ** 0.5
+        fitted = max(2, int(width * scale / 2) * 2), max(2, int(height * scale / 2) * 2)
+        log.warning(
+            "input is %dx%d; processing at %dx%d to bound memory (--size or --max-side to choose)",
+            width,
+            height,
+            *fitted,
+        )
+        return fitted
+    if max(width, height) <= max_side:
         return width, height
     scale = max_side / max(width, height)
     return max(2, round(width * scale / 2) * 2), max(2, round(height * scale / 2) * 2)
@@ -116,7 +133,9 @@ class VideoSource(Source):
             raise InputError(f"cannot read {path} as video: {e.strerror if hasattr(e, 'strerror') else e}") from None
         if not self.container.streams.video:
             self.container.close()
-            raise InputError(f"no video stream in {path}")
+            # An MP4 cut before its index (moov at the end) opens with no streams at all.
+            hint = "" if self.container.streams else " (truncated or damaged file?)"
+            raise InputError(f"no video stream in {path}{hint}")
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
         self.tb: Fraction = self.stream.time_base or Fraction(1, 90000)
@@ -140,8 +159,6 @@ class VideoSource(Source):
             w, h = h, w
         self.size = fit_size(w, h, max_side, size)
         self.frame_count = self._count()
-        self.audio = self.container.streams.audio[0] if self.container.streams.audio else None
-        self.name = str(path)
 
     def _count(self) -> int | None:
         if self.stream.frames:
@@ -159,6 +176,7 @@ class VideoSource(Source):
         start = first.pts if first.pts is not None else 0
         decoded = itertools.chain([first], self._decoded)
         index = 0
+        furthest = 0.0  # timestamps may jump back; truncation is judged by the furthest one
         # Rotation swaps the sides: scale to the pre-rotation size, then rotate.
         assert self.size is not None
         w, h = self.size if self.rotation in (0, 180) else (self.size[1], self.size[0])
@@ -167,6 +185,7 @@ class VideoSource(Source):
             try:
                 av_frame = next(decoded)
             except StopIteration:
+                self._warn_if_cut_short(index, furthest)
                 return
             except av.error.FFmpegError as e:
                 # A damaged tail: keep what decoded, like every player does.
@@ -178,8 +197,27 @@ class VideoSource(Source):
             t1 = time.perf_counter()
             pts = av_frame.pts
             seconds = float((pts - start) * self.tb) if pts is not None else index / (self.fps or 25.0)
+            furthest = max(furthest, seconds)
             yield Frame(image, index, seconds, t1, pts=pts, decode_s=t1 - t0)
             index += 1
+
+    def _warn_if_cut_short(self, frames: int, last_seconds: float) -> None:
+        """A file cut mid-stream decodes cleanly up to the cut: compare with the duration it declares."""
+        if self.stream.duration:
+            declared = float(self.stream.duration * self.tb)
+        elif self.container.duration:
+            declared = self.container.duration / 1_000_000  # AV_TIME_BASE
+        else:
+            return
+        end = last_seconds + 1.0 / (self.fps or 25.0)
+        if end < 0.9 * declared - 0.1:
+            log.warning(
+                "%s ends at %.2f s of the %.2f s it declares (truncated file?): %d frames stylized",
+                self.container.name,
+                end,
+                declared,
+                frames,
+            )
 
     def close(self) -> None:
         self.container.close()
@@ -225,6 +263,9 @@ class CameraSource(Source):
 
     live = True
 
+    #: seconds to wait before each reconnect attempt after the camera stops delivering (then the run ends)
+    reconnect_delays: tuple[float, ...] = (0.5, 1.0, 2.0, 4.0)
+
     def __init__(
         self,
         device: int | str = 0,
@@ -233,16 +274,10 @@ class CameraSource(Source):
         fps: float | None = None,
         max_side: int | None = None,
     ) -> None:
-        self.capture = cv2.VideoCapture(device)
+        self.device, self.requested = device, (width, height, fps)
+        self.capture = self._open()
         if not self.capture.isOpened():
             raise InputError(f"cannot open camera {device!r} (not connected, busy, or no permission)")
-        # Drivers queue several frames by default; a live filter wants the newest one, not the oldest.
-        self.capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
-        if width and height:
-            self.capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
-            self.capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
-        if fps:
-            self.capture.set(cv2.CAP_PROP_FPS, fps)
         ok, first = self.capture.read()
         if not ok or first is None:
             self.capture.release()
@@ -250,9 +285,39 @@ class CameraSource(Source):
         self._first: np.ndarray | None = first
         self.fps = self.capture.get(cv2.CAP_PROP_FPS) or fps or 30.0
         self.size = fit_size(first.shape[1], first.shape[0], max_side)
-        self.name = f"camera {device}"
         if width and height and (first.shape[1], first.shape[0]) != (width, height):
             log.warning("camera gives %dx%d, not the requested %dx%d", first.shape[1], first.shape[0], width, height)
+
+    def _open(self) -> Any:
+        capture = cv2.VideoCapture(self.device)
+        if capture.isOpened():
+            width, height, fps = self.requested
+            # Drivers queue several frames by default; a live filter wants the newest one, not the oldest.
+            capture.set(cv2.CAP_PROP_BUFFERSIZE, 1)
+            if width and height:
+                capture.set(cv2.CAP_PROP_FRAME_WIDTH, width)
+                capture.set(cv2.CAP_PROP_FRAME_HEIGHT, height)
+            if fps:
+                capture.set(cv2.CAP_PROP_FPS, fps)
+        return capture
+
+    def _reconnect(self) -> bool:
+        """After an unplug: reopen with growing pauses; False when the camera does not come back."""
+        self.capture.release()
+        for attempt, delay in enumerate(self.reconnect_delays, start=1):
+            log.warning(
+                "camera %r stopped delivering frames; reconnecting in %.1f s (attempt %d)", self.device, delay, attempt
+            )
+            time.sleep(delay)
+            self.capture = self._open()
+            ok, frame = self.capture.read() if self.capture.isOpened() else (False, None)
+            if ok and frame is not None:
+                log.warning("camera %r reconnected", self.device)
+                self._first = frame
+                return True
+            self.capture.release()
+        log.warning("camera %r is gone; ending the run", self.device)
+        return False
 
     def __iter__(self) -> Iterator[Frame]:
         start = time.perf_counter()
@@ -264,11 +329,13 @@ class CameraSource(Source):
                 bgr, self._first = self._first, None
             else:
                 ok, bgr = self.capture.read()
-                if not ok:
-                    log.warning("camera stopped delivering frames")
+                if not ok or bgr is None:
+                    if self._reconnect():
+                        continue
                     return
             t1 = time.perf_counter()
-            image = resize(cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB), self.size)
+            code = cv2.COLOR_GRAY2RGB if bgr.ndim == 2 else cv2.COLOR_BGR2RGB
+            image = resize(cv2.cvtColor(bgr, code), self.size)
             t2 = time.perf_counter()
             yield Frame(image, index, t1 - start, t1, decode_s=t2 - t0)
             index += 1
@@ -298,13 +365,30 @@ class ImageSource(Source):
     def __iter__(self) -> Iterator[Frame]:
         for index, file in enumerate(self.files):
             t0 = time.perf_counter()
-            bgr = cv2.imread(str(file), cv2.IMREAD_COLOR)
-            if bgr is None:
-                raise InputError(f"cannot read image {file}")
-            rgb = cv2.cvtColor(bgr, cv2.COLOR_BGR2RGB)
-            image = resize(rgb, fit_size(rgb.shape[1], rgb.shape[0], self.max_side, self.fixed_size))
+            rgb, alpha = read_image(file)
+            size = fit_size(rgb.shape[1], rgb.shape[0], self.max_side, self.fixed_size)
+            image = resize(rgb, size)
+            alpha = resize(alpha, size) if alpha is not None else None
             t1 = time.perf_counter()
-            yield Frame(image, index, float(index), t1, decode_s=t1 - t0, name=file.name)
+            yield Frame(image, index, float(index), t1, decode_s=t1 - t0, name=file.name, alpha=alpha)
+
+
+def read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Any 8/16-bit or float image, gray, RGB or RGBA -> (uint8 RGB, uint8 alpha or None)."""
+    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    if raw is None:
+        raise InputError(f"cannot read image {path}")
+    if raw.dtype == np.uint16:
+        raw = (raw.astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
+    elif raw.dtype.kind == "f":
+        raw = (np.clip(np.nan_to_num(raw), 0.0, 1.0) * 255.0 + 0.5).astype(np.uint8)
+    elif raw.dtype != np.uint8:
+        raise InputError(f"image {path} has unsupported sample type {raw.dtype}")
+    if raw.ndim == 2 or raw.shape[2] == 1:
+        return cv2.cvtColor(raw, cv2.COLOR_GRAY2RGB), None
+    if raw.shape[2] == 4:
+        return cv2.cvtColor(raw, cv2.COLOR_BGRA2RGB), np.ascontiguousarray(raw[..., 3])
+    return cv2.cvtColor(raw, cv2.COLOR_BGR2RGB), None
 
 
 def _image_size(path: Path) -> tuple[int, int]:

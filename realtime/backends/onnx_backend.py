@@ -7,8 +7,11 @@ with a side under ``MIN_SIDE`` are edge-padded here and cropped back after infer
 
 from __future__ import annotations
 
+import atexit
 import logging
 import os
+import shutil
+import tempfile
 from pathlib import Path
 from typing import Any
 
@@ -29,17 +32,47 @@ def cache_dir(kind: str) -> Path:
 
 
 def onnx_model_path(generator: Generator, info: ModelInfo) -> Path:
-    """The cached FP32 ONNX export of this model file, exported now if missing."""
+    """The cached FP32 ONNX export of this model file, exported now if missing or not this model's.
+
+    A cache that cannot be written costs a fresh export per run (into a temporary folder), not the run.
+    """
     from realtime.export import export_onnx
 
     path = cache_dir("onnx") / f"{info.sha256[:16]}.onnx"
-    if not path.exists():
-        log.info("exporting the model to ONNX (once per model): %s", path)
-        try:
-            export_onnx(generator, info, path)
-        except OSError as e:
-            raise ModelError(f"cannot write the ONNX cache {path}: {e.strerror or e}") from None
+    problem = _cached_onnx_problem(path, info.sha256)
+    if problem is None:
+        return path
+    if path.exists():
+        log.warning("cached ONNX %s is unusable (%s); exporting it again", path, problem)
+    log.info("exporting the model to ONNX (once per model): %s", path)
+    try:
+        export_onnx(generator, info, path)
+    except OSError as e:
+        scratch = Path(tempfile.mkdtemp(prefix="stylecast-onnx-"))
+        atexit.register(shutil.rmtree, scratch, ignore_errors=True)
+        log.warning(
+            "cannot write the ONNX cache %s (%s); exporting for this run only (set STYLECAST_CACHE to a writable folder)",
+            path.parent,
+            e.strerror or e,
+        )
+        path = export_onnx(generator, info, scratch / path.name)
     return path
+
+
+def _cached_onnx_problem(path: Path, model_sha256: str) -> str | None:
+    """Why the cached export cannot serve this model (missing, damaged, another model's), or None."""
+    import onnx
+
+    if not path.is_file():
+        return "missing"
+    try:
+        proto = onnx.load(str(path), load_external_data=False)
+    except Exception as e:  # protobuf raises its own DecodeError for damaged files
+        return f"unreadable: {type(e).__name__}"
+    meta = {p.key: p.value for p in proto.metadata_props}
+    if meta.get("stylecast_model_sha256") != model_sha256:
+        return "exported from another model file"
+    return None
 
 
 class OnnxBackend(Backend):
