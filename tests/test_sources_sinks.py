@@ -23,7 +23,7 @@ from realtime.sinks import (
     open_file_sink,
     parse_bitrate,
 )
-from realtime.sources import Frame, ImageSource, ReplaySource, VideoSource, fit_size, open_source
+from realtime.sources import CameraSource, Frame, ImageSource, ReplaySource, VideoSource, fit_size, open_source
 
 
 def _video_info(path: Path) -> tuple[int, Fraction, float, list[str]]:
@@ -283,3 +283,21 @@ def test_virtual_cam_sink(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "pyvirtualcam", None)
     with pytest.raises(OutputError, match="pip install"):
         VirtualCamSink((8, 4), 30)
+
+
+def test_camera_source_reads_through_opencv() -> None:
+    # OpenCV opens a video file like a capture device: the camera code path without a camera.
+    camera = CameraSource(str(SAMPLE_VIDEO), max_side=64)
+    assert camera.live and camera.size == (64, 36) and camera.fps == pytest.approx(25)
+    frames = []
+    for frame in camera:
+        frames.append(frame)
+        if len(frames) == 5:
+            break
+    camera.close()
+    assert [f.index for f in frames] == list(range(5))
+    assert frames[0].image.shape == (36, 64, 3) and frames[0].seconds <= frames[-1].seconds
+    with VideoSource(SAMPLE_VIDEO, max_side=64) as video:
+        reference = next(iter(video)).image.astype(int)
+    # Same picture, same channel order (OpenCV delivers BGR; sources deliver RGB).
+    assert np.abs(frames[0].image.astype(int) - reference).mean() < 6
