@@ -130,7 +130,9 @@ class VideoSource(Source):
         try:
             self.container = av.open(str(path), "r", timeout=10.0 if is_url else None)
         except (av.error.FFmpegError, UnicodeDecodeError) as e:
-            raise InputError(f"cannot read {path} as video: {e.strerror if hasattr(e, 'strerror') else e}") from None
+            raise InputError(
+                f"cannot read {path} as video (not a video, or damaged): {e.strerror if hasattr(e, 'strerror') else e}"
+            ) from None
         if not self.container.streams.video:
             self.container.close()
             # An MP4 cut before its index (moov at the end) opens with no streams at all.

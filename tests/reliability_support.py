@@ -1,0 +1,162 @@
+"""Helpers for the reliability tests: small, odd and broken media made on the fly, and CLI runs.
+
+Every writer takes RGB uint8 frames (or higher-depth arrays where it says so) and returns the path.
+"""
+
+from __future__ import annotations
+
+import wave
+from collections.abc import Sequence
+from fractions import Fraction
+from pathlib import Path
+
+import av
+import numpy as np
+import pytest
+
+
+def gradient(width: int, height: int, shift: int = 0) -> np.ndarray:
+    """A smooth RGB test card that changes with ``shift`` (so frames differ)."""
+    x = np.linspace(0, 255, width, dtype=np.float32)[None, :]
+    y = np.linspace(0, 255, height, dtype=np.float32)[:, None]
+    r = np.broadcast_to(x, (height, width))
+    g = np.broadcast_to(y, (height, width))
+    b = np.full((height, width), (shift * 37) % 256, np.float32)
+    return np.stack([r, g, b], axis=-1).astype(np.uint8)
+
+
+def write_video(
+    path: Path,
+    frames: Sequence[np.ndarray],
+    *,
+    codec: str = "libx264",
+    pix_fmt: str = "yuv420p",
+    fps: int = 10,
+    pts: Sequence[int] | None = None,
+    time_base: Fraction | None = None,
+    rotation: int = 0,
+    in_format: str = "rgb24",
+    audio_seconds: float = 0.0,
+) -> Path:
+    """Encode ``frames`` (RGB uint8, or ``in_format`` arrays) with explicit timestamps when given.
+
+    Packets are muxed with the ``pts`` given (also repeated or jumping ones) by encoding intra-only
+    codecs frame by frame and rewriting each packet's timestamps.
+    """
+    with av.open(str(path), "w") as c:
+        s = c.add_stream(codec, rate=fps)
+        s.height, s.width = frames[0].shape[:2]
+        s.pix_fmt = pix_fmt
+        if time_base is not None:
+            s.time_base = s.codec_context.time_base = time_base
+        if rotation:
+            s.set_display_rotation(rotation)
+        a = None
+        if audio_seconds:
+            a = c.add_stream("aac", rate=8000, layout="mono")
+        for i, img in enumerate(frames):
+            f = av.VideoFrame.from_ndarray(img, format=in_format)
+            f.pts = i
+            for p in s.encode(f):
+                if pts is not None:
+                    # Muxers need non-decreasing dts <= pts; the suffix minimum lets pts go backwards.
+                    p.pts, p.dts = pts[i], min(pts[i:])
+                c.mux(p)
+        for p in s.encode():
+            c.mux(p)
+        if a is not None:
+            samples = int(8000 * audio_seconds)
+            frame_size = 1024
+            for start in range(0, samples, frame_size):
+                af = av.AudioFrame.from_ndarray(np.zeros((1, frame_size), np.float32), format="fltp", layout="mono")
+                af.sample_rate, af.pts = 8000, start
+                for p in a.encode(af):
+                    c.mux(p)
+            for p in a.encode():
+                c.mux(p)
+    return path
+
+
+def clip(path: Path, n: int = 8, width: int = 48, height: int = 32, **kw: object) -> Path:
+    """A short moving gradient clip."""
+    return write_video(path, [gradient(width, height, i) for i in range(n)], **kw)  # type: ignore[arg-type]
+
+
+def write_wav(path: Path, seconds: float = 0.5) -> Path:
+    with wave.open(str(path), "wb") as w:
+        w.setnchannels(1)
+        w.setsampwidth(2)
+        w.setframerate(8000)
+        w.writeframes(np.zeros(int(8000 * seconds), np.int16).tobytes())
+    return path
+
+
+def write_audio_only(path: Path, seconds: float = 0.5) -> Path:
+    """An audio-only file in a video container (e.g. ``.mp4`` holding only AAC)."""
+    with av.open(str(path), "w") as c:
+        a = c.add_stream("aac", rate=8000, layout="mono")
+        for start in range(0, int(8000 * seconds), 1024):
+            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+            af.sample_rate, af.pts = 8000, start
+            for p in a.encode(af):
+                c.mux(p)
+        for p in a.encode():
+            c.mux(p)
+    return path
+
+
+def truncate(path: Path, fraction: float) -> Path:
+    """Cut a file to ``fraction`` of its bytes, as an interrupted download or copy leaves it."""
+    data = path.read_bytes()
+    path.write_bytes(data[: int(len(data) * fraction)])
+    return path
+
+
+def count_frames(path: Path) -> int:
+    with av.open(str(path)) as c:
+        return sum(1 for _ in c.decode(video=0))
+
+
+def video_pts(path: Path) -> list[int]:
+    with av.open(str(path)) as c:
+        return [int(f.pts) for f in c.decode(video=0)]
+
+
+def write_subtitles_only(path: Path) -> Path:
+    """A Matroska file whose only stream is subtitles: a container with no video stream."""
+    srt = path.with_suffix(".srt")
+    srt.write_text("1\n00:00:00,000 --> 00:00:01,000\nhello\n\n2\n00:00:01,000 --> 00:00:02,000\nworld\n")
+    with av.open(str(srt)) as src, av.open(str(path), "w") as out:
+        stream = out.add_stream_from_template(src.streams[0])
+        for p in src.demux(src.streams[0]):
+            if p.dts is not None:
+                p.stream = stream
+                out.mux(p)
+    srt.unlink()
+    return path
+
+
+# --- the CLI ------------------------------------------------------------------------------------------
+
+
+def stylecast(capsys: pytest.CaptureFixture[str], *args: str | Path) -> tuple[int, str, str]:
+    """Run the real CLI entry point in-process: (exit code, stdout, stderr)."""
+    from realtime import cli
+
+    code = cli.main(["-q", *map(str, args)])
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def assert_one_line_error(code: int, err: str, message: str) -> None:
+    """A user error: non-zero exit and exactly one ``stylecast: error:`` line naming the problem."""
+    lines = err.strip().splitlines()
+    assert code != 0, err
+    assert len(lines) == 1 and lines[0].startswith("stylecast: error:"), err
+    assert message.lower() in lines[0].lower(), err
+    assert "Traceback" not in err
+
+
+def leftovers(folder: Path) -> list[str]:
+    """Temporary or partial files a run left in ``folder``."""
+    return sorted(p.name for p in folder.iterdir() if ".part" in p.name or p.name.startswith(".tmp"))
