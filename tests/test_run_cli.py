@@ -48,6 +48,11 @@ def probe(path: Path) -> dict[str, object]:
         }
 
 
+def audio_packets(path: Path) -> list[tuple[int | None, int]]:
+    with av.open(str(path)) as c:
+        return [(p.pts, p.size) for p in c.demux(audio=0) if p.size]
+
+
 def test_run_sample_keeps_frames_rate_duration_and_audio(
     tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
@@ -58,6 +63,7 @@ def test_run_sample_keeps_frames_rate_duration_and_audio(
     assert got["rate"] == ref["rate"] == 25
     assert got["duration"] == pytest.approx(ref["duration"], abs=0.05)
     assert got["audio"] == ref["audio"] == ("aac", 6, 48000)
+    assert audio_packets(out) == audio_packets(SAMPLE_VIDEO)  # copied, not re-encoded or cut
     assert got["size"] == (160, 90)
     summary = capsys.readouterr().out
     assert "132 frames, 0 dropped" in summary and "latency p50" in summary and "p99" in summary
