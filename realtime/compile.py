@@ -26,7 +26,7 @@ from realtime.backends.onnx_backend import cache_dir, onnx_model_path
 from realtime.engine_cache import EngineCache, EngineKey
 from realtime.errors import BackendUnavailable, InputError, ModelError, OutputError
 from realtime.model import MIN_SIDE, Generator
-from realtime.modelfile import ModelInfo, load_model
+from realtime.modelfile import ModelInfo, file_sha256, load_model
 
 log = logging.getLogger(__name__)
 
@@ -129,11 +129,12 @@ def engine_cache() -> EngineCache:
     return EngineCache(cache_dir("engines"))
 
 
-def engine_key(info: ModelInfo, precision: str, profile: ShapeProfile, route: str = "tensorrt") -> EngineKey:
-    """The cache key for this model on this machine (needs TensorRT and a GPU)."""
+def engine_key(info: ModelInfo, precision: str, profile: ShapeProfile, route: str = "tensorrt", graph: Path | None = None) -> EngineKey:
+    """The cache key for this model (and source ONNX ``graph``) on this machine (needs TensorRT and a GPU)."""
     version = require_tensorrt(route)
     gpu, capability = gpu_identity()
-    return EngineKey(info.sha256, precision, profile.spec(), gpu, capability, version, route)
+    graph_sha = file_sha256(graph) if graph is not None else ""
+    return EngineKey(info.sha256, precision, profile.spec(), gpu, capability, version, route, graph_sha)
 
 
 def _source_graph(generator: Generator, info: ModelInfo, precision: str, frames: str | Path | None, method: str) -> Path:
@@ -144,12 +145,12 @@ def _source_graph(generator: Generator, info: ModelInfo, precision: str, frames:
     return onnx_model_path(generator, info)
 
 
-def _build_tensorrt(generator: Generator, info: ModelInfo, precision: str, profile: ShapeProfile, workspace_gb: float, frames: str | Path | None, method: str) -> bytes:
+def _build_tensorrt(graph: Path, info: ModelInfo, precision: str, profile: ShapeProfile, workspace_gb: float) -> bytes:
     from realtime.tensorrt_engine import BuildSpec, build_engine
 
     _, capability = gpu_identity()
     spec = BuildSpec(
-        onnx_path=_source_graph(generator, info, precision, frames, method),
+        onnx_path=graph,
         precision=precision,
         min_shape=profile.min,
         opt_shape=profile.opt,
@@ -226,7 +227,10 @@ def ensure_engine(
     if route not in ROUTES:
         raise ModelError(f"unknown route {route!r}; choose one of {', '.join(ROUTES)}")
     profile = profile or parse_shapes(DEFAULT_SHAPES)
-    key = engine_key(info, precision, profile, route)
+    # TensorRT and the GPU are checked first: calibrating for an engine that cannot be built wastes a minute.
+    engine_key(info, precision, profile, route)
+    graph = _source_graph(generator, info, precision, frames, method) if route == "tensorrt" else None
+    key = engine_key(info, precision, profile, route, graph)
     cache = engine_cache()
     cache.check_writable()
     if force:
@@ -235,8 +239,8 @@ def ensure_engine(
         log.info("engine cache hit: %s", cache.paths(key)[0])
         return cache.paths(key)[0], key
     log.info("building a %s %s engine for %s on %s (minutes; cached afterwards)", route, precision, profile.spec(), key.gpu_name)
-    if route == "tensorrt":
-        data = _build_tensorrt(generator, info, precision, profile, workspace_gb, frames, method)
+    if graph is not None:
+        data = _build_tensorrt(graph, info, precision, profile, workspace_gb)
     else:
         data = _build_torch_tensorrt(generator, info, precision, profile, workspace_gb)
     return cache.store(key, data, style_names=info.style_names), key

@@ -1,7 +1,7 @@
 """The engine cache: a built TensorRT engine is reused as long as everything it depends on is unchanged.
 
-An engine is valid only for the model weights, precision and shape profile it was built with, and only
-on the GPU architecture and TensorRT version that built it. All of these form the key; its SHA-256
+An engine is valid only for the model weights (and, for INT8, the calibrated graph), precision and
+shape profile it was built with, and only on the GPU architecture and TensorRT version that built it. All of these form the key; its SHA-256
 names the files. Beside each engine a JSON file records the key and the engine's own SHA-256, so a
 stale entry (key mismatch, other format) or a corrupt one (truncated, edited) is noticed on load,
 reported with a warning and rebuilt: the cache never crashes a run and never serves a wrong engine.
@@ -38,6 +38,9 @@ class EngineKey:
     tensorrt_version: str
     #: "tensorrt" (TensorRT Python API) or "torch-tensorrt" (dynamo ExportedProgram)
     route: str = "tensorrt"
+    #: SHA-256 of the ONNX graph the engine is built from (the FP32 export or the calibrated Q/DQ graph,
+    #: which differs per calibration method and frames); empty for the torch-tensorrt route
+    graph_sha256: str = ""
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()

@@ -20,7 +20,7 @@ from realtime.cli import main
 from realtime.compile import ShapeProfile, ensure_engine, parse_shapes
 from realtime.engine_cache import EngineCache, EngineKey
 from realtime.errors import BackendUnavailable, OutputError
-from realtime.modelfile import load_model
+from realtime.modelfile import file_sha256, load_model
 
 HAS_TENSORRT = importlib.util.find_spec("tensorrt") is not None
 KEY = EngineKey("a" * 64, "fp16", "min=1x3x16x16,opt=1x3x720x1280,max=1x3x1080x1920", "NVIDIA H100", "9.0", "10.13.0")
@@ -78,6 +78,7 @@ def test_every_key_field_changes_the_digest() -> None:
         ("compute_capability", "8.9"),
         ("tensorrt_version", "10.14.0"),
         ("route", "torch-tensorrt"),
+        ("graph_sha256", "c" * 64),
     ]:
         changed = EngineKey(**{**KEY.__dict__, field: value})
         assert changed.digest() != base, field
@@ -143,10 +144,12 @@ def fake_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     """Replace the key (GPU/TensorRT identity) and the build with fakes; records each build's precision."""
     builds: list[str] = []
 
-    def key(info, precision, profile, route="tensorrt"):  # type: ignore[no-untyped-def]
-        return EngineKey(info.sha256, precision, profile.spec(), "Fake GPU", "9.0", "10.13.0", route)
+    def key(info, precision, profile, route="tensorrt", graph=None):  # type: ignore[no-untyped-def]
+        graph_sha = file_sha256(graph) if graph is not None else ""
+        return EngineKey(info.sha256, precision, profile.spec(), "Fake GPU", "9.0", "10.13.0", route, graph_sha)
 
-    def build(generator, info, precision, profile, workspace_gb, frames, method):  # type: ignore[no-untyped-def]
+    def build(graph, info, precision, profile, workspace_gb):  # type: ignore[no-untyped-def]
+        assert graph.suffix == ".onnx"
         builds.append(precision)
         return f"engine {precision} {profile.spec()}".encode()
 
@@ -155,16 +158,18 @@ def fake_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
     return builds
 
 
-def test_engine_is_built_once_then_served_from_the_cache(tiny_model: Path, fake_builds: list[str]) -> None:
+def test_engine_is_built_once_then_served_from_the_cache(tiny_model: Path, frame_folder: Path, fake_builds: list[str]) -> None:
     generator, info = load_model(tiny_model)
     profile = parse_shapes("1x3x16x16:1x3x64x64:1x3x128x128")
     path, _ = ensure_engine(generator, info, "fp16", profile)
     again, _ = ensure_engine(generator, info, "fp16", profile)
     assert path == again and fake_builds == ["fp16"]
-    ensure_engine(generator, info, "int8", profile)  # another precision: another engine
+    ensure_engine(generator, info, "int8", profile, frames=frame_folder)  # another precision: another engine
+    ensure_engine(generator, info, "int8", profile, frames=frame_folder)
+    ensure_engine(generator, info, "int8", profile, frames=frame_folder, method="minmax")  # another INT8 graph
     ensure_engine(generator, info, "fp16", parse_shapes("1x3x64x64"))  # another profile
     ensure_engine(generator, info, "fp16", profile, force=True)
-    assert fake_builds == ["fp16", "int8", "fp16", "fp16"]
+    assert fake_builds == ["fp16", "int8", "int8", "fp16", "fp16"]
 
 
 def test_corrupt_cached_engine_is_rebuilt(tiny_model: Path, fake_builds: list[str], caplog: pytest.LogCaptureFixture) -> None:
