@@ -276,13 +276,41 @@ def test_bad_weights_through_the_api(tiny_model: Path, weights: object, message:
     ("name", "text", "message"),
     [
         ("syntax.toml", '[[keyframes]]\ntime = 0\nstyle = "candy"\n[[keyframes]\n', "line 4"),
-        ("syntax.json", '{"keyframes": [\n  {"time": 0, "style": "candy"},\n  {"time": 1 "style": "wave"}\n]}', "line 3"),
-        ("field.toml", '[[keyframes]]\ntime = 0\nstyle = "candy"\n[[keyframes]]\ntime = "soon"\nstyle = "wave"\n', "keyframe 2: field 'time'"),
-        ("order.json", json.dumps({"keyframes": [{"time": 2, "style": "candy"}, {"time": 1, "style": "wave"}]}), "keyframe 2: 'time' = 1 is not after"),
-        ("dup.json", json.dumps({"keyframes": [{"frame": 3, "style": "candy"}, {"frame": 3, "style": "wave"}]}), "is not after"),
-        ("style.json", json.dumps({"keyframes": [{"time": 0, "style": "candi"}]}), "keyframe 1: unknown style 'candi'; did you mean candy"),
-        ("weights.json", json.dumps({"keyframes": [{"time": 0, "weights": [1, -1, 0]}]}), "keyframe 1: style weights must not be negative"),
-        ("both.json", json.dumps({"keyframes": [{"time": 0, "style": "candy", "weights": [1, 0, 0]}]}), "exactly one of 'style' or 'weights'"),
+        (
+            "syntax.json",
+            '{"keyframes": [\n  {"time": 0, "style": "candy"},\n  {"time": 1 "style": "wave"}\n]}',
+            "line 3",
+        ),
+        (
+            "field.toml",
+            '[[keyframes]]\ntime = 0\nstyle = "candy"\n[[keyframes]]\ntime = "soon"\nstyle = "wave"\n',
+            "keyframe 2: field 'time'",
+        ),
+        (
+            "order.json",
+            json.dumps({"keyframes": [{"time": 2, "style": "candy"}, {"time": 1, "style": "wave"}]}),
+            "keyframe 2: 'time' = 1 is not after",
+        ),
+        (
+            "dup.json",
+            json.dumps({"keyframes": [{"frame": 3, "style": "candy"}, {"frame": 3, "style": "wave"}]}),
+            "is not after",
+        ),
+        (
+            "style.json",
+            json.dumps({"keyframes": [{"time": 0, "style": "candi"}]}),
+            "keyframe 1: unknown style 'candi'; did you mean candy",
+        ),
+        (
+            "weights.json",
+            json.dumps({"keyframes": [{"time": 0, "weights": [1, -1, 0]}]}),
+            "keyframe 1: style weights must not be negative",
+        ),
+        (
+            "both.json",
+            json.dumps({"keyframes": [{"time": 0, "style": "candy", "weights": [1, 0, 0]}]}),
+            "exactly one of 'style' or 'weights'",
+        ),
         ("extra.toml", 'speed = 2\n[[keyframes]]\ntime = 0\nstyle = "candy"\n', "unknown field(s) speed"),
         ("binary.json", "\udcff", "cannot read schedule"),
         ("sched.yaml", "keyframes: []", "use .toml or .json"),
@@ -300,7 +328,9 @@ def test_malformed_schedules_name_the_line_or_field(run, tmp_path: Path, name: s
 def test_style_and_schedule_together_are_refused(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
     schedule = tmp_path / "s.json"
     schedule.write_text(json.dumps({"keyframes": [{"time": 0, "style": "candy"}]}))
-    code, _, err = run(clip(tmp_path / "in.mp4", n=2), tmp_path / "o.mp4", "--style", "wave", "--schedule", str(schedule))
+    code, _, err = run(
+        clip(tmp_path / "in.mp4", n=2), tmp_path / "o.mp4", "--style", "wave", "--schedule", str(schedule)
+    )
     assert_one_line_error(code, err, "not both")
 
 

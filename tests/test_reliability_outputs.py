@@ -1,0 +1,178 @@
+"""Outputs: refused when unsafe, written under a temporary name, never left half-written (disk full,
+errors, signals)."""
+
+from __future__ import annotations
+
+import errno
+import os
+import resource
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import cv2
+import numpy as np
+import pytest
+from reliability_support import assert_one_line_error, clip, count_frames, gradient, leftovers, stylecast, write_video
+
+from realtime import sinks
+from realtime.api import Stylizer
+from realtime.pipeline import RunStats
+
+REPO = Path(__file__).resolve().parents[1]
+
+
+@pytest.fixture()
+def run(tiny_model: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+    def go(inp: Path, out: Path, *options: str) -> tuple[int, str, str]:
+        return stylecast(capsys, "run", inp, "-o", out, "--model", tiny_model, "--backend", "torch", *options)
+
+    return go
+
+
+@pytest.fixture()
+def video(tmp_path: Path) -> Path:
+    return clip(tmp_path / "in.mp4", n=6)
+
+
+def test_missing_output_folder(run, video: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    code, _, err = run(video, tmp_path / "no" / "such" / "out.mp4")
+    assert_one_line_error(code, err, "output folder does not exist")
+    (tmp_path / "file").write_text("a file, not a folder")
+    code, _, err = run(video, tmp_path / "file" / "out.mp4")
+    assert_one_line_error(code, err, "output folder does not exist")
+
+
+def test_output_folder_not_writable(run, video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    # /proc refuses new files even to root, so this is a real failure on any Linux; a non-root user
+    # is stopped by the permission check, root by the creation itself.
+    code, _, err = run(video, Path("/proc/stylecast-out.mp4"))
+    assert_one_line_error(code, err, "/proc")
+    locked = tmp_path / "locked"
+    locked.mkdir()
+    locked.chmod(0o500)
+    real_access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: False if Path(p) == locked else real_access(p, mode))
+    code, _, err = run(video, locked / "out.mp4")
+    assert_one_line_error(code, err, "not writable")
+    assert list(locked.iterdir()) == []
+
+
+def test_output_equal_to_input_is_refused(run, video: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    before = video.read_bytes()
+    for same in (video, tmp_path / "." / "in.mp4"):
+        code, _, err = run(video, same, "--overwrite")
+        assert_one_line_error(code, err, "is the input")
+    os.link(video, tmp_path / "hardlink.mp4")
+    code, _, err = run(video, tmp_path / "hardlink.mp4", "--overwrite")
+    assert_one_line_error(code, err, "is the input")
+    assert video.read_bytes() == before and leftovers(tmp_path) == []
+
+
+def test_existing_output_needs_overwrite(run, video: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    out = tmp_path / "out.mp4"
+    out.write_bytes(b"precious")
+    code, _, err = run(video, out)
+    assert_one_line_error(code, err, "--overwrite")
+    assert out.read_bytes() == b"precious"
+    code, _, err = run(video, out, "--overwrite")
+    assert code == 0, err
+    assert count_frames(out) == 6
+
+
+def test_output_appears_only_when_complete(tiny_model: Path, video: Path, tmp_path: Path) -> None:
+    out = tmp_path / "out.mp4"
+    seen: list[tuple[bool, list[str]]] = []
+
+    def progress(stats: RunStats) -> None:
+        seen.append((out.exists(), leftovers(tmp_path)))
+
+    with Stylizer.load(tiny_model, backend="torch") as stylizer:
+        stylizer.stream(video, out, progress=progress)
+    assert len(seen) == 6 and all(not exists and parts == [".out.part.mp4"] for exists, parts in seen)
+    assert count_frames(out) == 6 and leftovers(tmp_path) == []
+
+
+def _noise_video(path: Path, frames: int = 40) -> Path:
+    """Incompressible frames, so the output grows fast (for the disk-full test)."""
+    rng = np.random.default_rng(0)
+    return write_video(path, [rng.integers(0, 256, (96, 128, 3), np.uint8) for _ in range(frames)], codec="ffv1")
+
+
+def _limit_file_size(limit: int) -> None:
+    # Ignoring SIGXFSZ turns "file too large" into an EFBIG error from write(), as a full disk gives ENOSPC.
+    signal.signal(signal.SIGXFSZ, signal.SIG_IGN)
+    resource.setrlimit(resource.RLIMIT_FSIZE, (limit, limit))
+
+
+def test_disk_full_mid_video_leaves_nothing(tiny_model: Path, tmp_path: Path) -> None:
+    inp = _noise_video(tmp_path / "noise.mkv")
+    out = tmp_path / "out.mp4"
+    cmd = [sys.executable, "-m", "realtime", "-q", "run", str(inp), "-o", str(out), "--model", str(tiny_model)]
+    cmd += ["--backend", "torch", "--crf", "0", "--no-audio"]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.run(
+        cmd,
+        cwd=tmp_path,
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=120,
+        preexec_fn=lambda: _limit_file_size(64_000),
+    )
+    assert_one_line_error(proc.returncode, proc.stderr, "too large")
+    assert not out.exists() and leftovers(tmp_path) == []
+
+
+def test_disk_full_writing_images(run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    for i in range(3):
+        cv2.imwrite(str(folder / f"{i}.png"), gradient(32, 24, i))
+
+    def full(path: Path, data: bytes) -> None:
+        raise OSError(errno.ENOSPC, os.strerror(errno.ENOSPC))
+
+    monkeypatch.setattr(sinks, "atomic_write_bytes", full)
+    code, _, err = run(folder, tmp_path / "styled")
+    assert_one_line_error(code, err, "No space left on device")
+    code, _, err = run(folder / "0.png", tmp_path / "one.png")
+    assert_one_line_error(code, err, "No space left on device")
+    assert not (tmp_path / "one.png").exists()
+
+
+_SLOW_RUN = """
+import sys, time
+from realtime import cli, sinks
+write = sinks.VideoSink.write
+def slow(self, frame, image):
+    time.sleep(0.05)  # a slow encoder: the run is surely still going when the signal comes
+    write(self, frame, image)
+sinks.VideoSink.write = slow
+sys.exit(cli.main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.parametrize("sig", [signal.SIGINT, signal.SIGTERM], ids=["SIGINT", "SIGTERM"])
+def test_signal_during_a_file_run_leaves_a_playable_partial_output(tiny_model: Path, tmp_path: Path, sig: int) -> None:
+    inp = clip(tmp_path / "long.mp4", n=200, width=64, height=48, fps=25, audio_seconds=8.0)
+    out = tmp_path / "out.mp4"
+    cmd = [sys.executable, "-c", _SLOW_RUN, "-q", "run", str(inp), "-o", str(out), "--model", str(tiny_model)]
+    env = {**os.environ, "PYTHONPATH": str(REPO)}
+    proc = subprocess.Popen(
+        cmd + ["--backend", "torch"], cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True
+    )
+    part = tmp_path / ".out.part.mp4"
+    deadline = time.monotonic() + 60
+    while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
+        time.sleep(0.05)
+    time.sleep(1.0)
+    proc.send_signal(sig)
+    stdout, stderr = proc.communicate(timeout=60)
+    assert proc.returncode == 130, stderr
+    assert "interrupted after" in stdout and "Traceback" not in stderr
+    frames = count_frames(out)
+    assert 0 < frames < 200 and f"interrupted after {frames} frames" in stdout
+    assert leftovers(tmp_path) == []
