@@ -115,6 +115,14 @@ def _read_payload(path: Path) -> dict[str, Any]:
         raise ModelError(f"model path is a directory, not a model file: {path}")
     if not zipfile.is_zipfile(path):
         raise ModelError(f"not a stylecast model (unreadable or truncated file): {path}")
+    # torch.load does not check the archive's CRCs: flipped bits in the weights would load silently.
+    try:
+        with zipfile.ZipFile(path) as archive:
+            damaged = archive.testzip()
+    except (zipfile.BadZipFile, OSError, EOFError) as e:
+        raise ModelError(f"corrupt model file {path}: {e}") from None
+    if damaged is not None:
+        raise ModelError(f"corrupt model file {path}: checksum mismatch in {damaged}")
     try:
         payload = torch.load(path, map_location="cpu", weights_only=True)
     except Exception as e:  # torch raises many types for damaged archives
