@@ -427,9 +427,9 @@ class Run:
 
     # --- the whole run ------------------------------------------------------------------------------
 
+    @torch.no_grad()
     def execute(self) -> dict[str, Any]:
         cfg = self.cfg
-        torch.set_grad_enabled(False)
         environment = collect_environment()
         models = load_models(cfg)
         specs = backend_specs(cfg)
