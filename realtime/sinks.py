@@ -8,6 +8,7 @@ after Ctrl-C so the frames done so far form a playable file; ``abort`` (after an
 from __future__ import annotations
 
 import logging
+import math
 import os
 import time
 from collections import deque
@@ -255,8 +256,8 @@ def parse_bitrate(text: str) -> int:
         value = float(t[:-1]) * units[t[-1]] if t and t[-1] in units else float(t)
     except ValueError:
         raise OutputError(f"bitrate must look like 4M, 800k or 2500000, got {text!r}") from None
-    if value <= 0:
-        raise OutputError(f"bitrate must be positive, got {text!r}")
+    if not math.isfinite(value) or value <= 0:
+        raise OutputError(f"bitrate must be a positive number, got {text!r}")
     return int(value)
 
 

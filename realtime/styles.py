@@ -67,7 +67,8 @@ def parse_style_spec(spec: str, names: Sequence[str]) -> np.ndarray:
         name = name.strip()
         if not name:
             raise StyleError(f"empty style name in {spec!r}")
-        if name.isdigit() and name not in names:
+        # isdecimal, not isdigit: "²" is a digit that int() refuses.
+        if name.isdecimal() and name not in names:
             index = int(name)
             if not 0 <= index < len(names):
                 raise StyleError(f"style index {index} out of range 0..{len(names) - 1}")
@@ -96,12 +97,12 @@ def resolve_weights(value: WeightsLike, names: Sequence[str]) -> np.ndarray:
                 raise _unknown_style(str(name), names)
             try:
                 w[names.index(name)] = float(weight)
-            except (TypeError, ValueError):
+            except (TypeError, ValueError, OverflowError):
                 raise StyleError(f"style weight for {name!r} is not a number: {weight!r}") from None
         return validate_weights(w, len(names))
     try:
         return validate_weights(np.asarray(value, dtype=np.float64), len(names))
-    except (TypeError, ValueError):
+    except (TypeError, ValueError, OverflowError):  # OverflowError: integers beyond float range
         raise StyleError(f"style weights must be numbers, got {value!r}") from None
 
 
@@ -157,7 +158,7 @@ class Schedule:
             raise StyleError(f"{where}: expected a table/object with 'keyframes'")
         unknown = set(data) - {"interpolation", "unit", "keyframes", "keyframe"}
         if unknown:
-            raise StyleError(f"{where}: unknown field(s) {', '.join(sorted(unknown))}")
+            raise StyleError(f"{where}: unknown field(s) {', '.join(map(repr, sorted(unknown)))}")
         interpolation = data.get("interpolation", "linear")
         if interpolation not in ("linear", "smooth"):
             raise StyleError(f"{where}: field 'interpolation' must be 'linear' or 'smooth', got {interpolation!r}")
@@ -175,7 +176,7 @@ class Schedule:
             elif key_unit != unit:
                 raise StyleError(f"{where}: keyframe {i} uses {key_unit} but the schedule uses {unit}; use one unit")
             at = k[at_key]
-            if isinstance(at, bool) or not isinstance(at, int | float) or not math.isfinite(at) or at < 0:
+            if isinstance(at, bool) or not isinstance(at, int | float) or not _finite(at) or at < 0:
                 raise StyleError(f"{where}: keyframe {i}: field '{at_key}' must be a number >= 0, got {at!r}")
             if keyframes and at <= keyframes[-1].at:
                 raise StyleError(f"{where}: keyframe {i}: '{at_key}' = {at} is not after the previous keyframe")
@@ -190,12 +191,19 @@ class Schedule:
         return cls(tuple(keyframes), unit or "seconds", interpolation)
 
 
+def _finite(x: float) -> bool:
+    try:
+        return math.isfinite(x)
+    except OverflowError:  # an integer too large for a float (JSON and TOML allow them)
+        return False
+
+
 def _keyframe_position(k: Any, i: int, where: str) -> tuple[str, Literal["seconds", "frames"]]:
     if not isinstance(k, Mapping):
         raise StyleError(f"{where}: keyframe {i} must be a table/object, got {type(k).__name__}")
     unknown = set(k) - {"time", "at", "frame", "style", "weights"}
     if unknown:
-        raise StyleError(f"{where}: keyframe {i}: unknown field(s) {', '.join(sorted(unknown))}")
+        raise StyleError(f"{where}: keyframe {i}: unknown field(s) {', '.join(map(repr, sorted(unknown)))}")
     present = [key for key in ("time", "at", "frame") if key in k]
     if len(present) != 1:
         raise StyleError(f"{where}: keyframe {i}: give exactly one of 'time' (seconds) or 'frame'")

@@ -311,7 +311,7 @@ def test_bad_weights_through_the_api(tiny_model: Path, weights: object, message:
             json.dumps({"keyframes": [{"time": 0, "style": "candy", "weights": [1, 0, 0]}]}),
             "exactly one of 'style' or 'weights'",
         ),
-        ("extra.toml", 'speed = 2\n[[keyframes]]\ntime = 0\nstyle = "candy"\n', "unknown field(s) speed"),
+        ("extra.toml", 'speed = 2\n[[keyframes]]\ntime = 0\nstyle = "candy"\n', "unknown field(s) 'speed'"),
         ("binary.json", "\udcff", "cannot read schedule"),
         ("sched.yaml", "keyframes: []", "use .toml or .json"),
     ],
