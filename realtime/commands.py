@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from realtime.errors import StyleError
+from realtime.errors import OutputError, StyleError
 
 log = logging.getLogger(__name__)
 
@@ -194,28 +194,25 @@ def cmd_webcam(args: argparse.Namespace) -> int:
     from realtime.sinks import Sink, TeeSink, VirtualCamSink, WindowSink
     from realtime.sources import CameraSource
 
-    stylizer, schedule = _load(args)
+    if args.no_window and not args.virtual_cam:
+        raise OutputError("--no-window leaves nothing to show; add --virtual-cam")
+    device = int(args.camera) if args.camera.isdigit() else args.camera
+    camera = CameraSource(device, args.width, args.height, args.fps, args.max_side)
+    sinks: list[Sink] = []
+    try:
+        stylizer, schedule = _load(args)
+        if not args.no_window:
+            sinks.append(WindowSink("stylecast", on_key=stylizer.controller.handle_key))
+        if args.virtual_cam:
+            assert camera.size is not None
+            sinks.append(VirtualCamSink(camera.size, camera.fps or 30.0))
+    except BaseException:
+        camera.close()
+        for s in sinks:
+            s.close()
+        raise
+    log.info("keys: 1-%d switch style, n next style, c crossfade to next, q quit", min(9, len(stylizer.style_names)))
     with stylizer:
-        camera = CameraSource(
-            int(args.camera) if args.camera.isdigit() else args.camera, args.width, args.height, args.fps, args.max_side
-        )
-        sinks: list[Sink] = []
-        try:
-            if not args.no_window:
-                sinks.append(WindowSink("stylecast", on_key=stylizer.controller.handle_key))
-            if args.virtual_cam:
-                assert camera.size is not None
-                sinks.append(VirtualCamSink(camera.size, camera.fps or 30.0))
-            if not sinks:
-                raise StyleError("--no-window needs --virtual-cam, or there is nothing to show")
-        except BaseException:
-            camera.close()
-            for s in sinks:
-                s.close()
-            raise
-        log.info(
-            "keys: 1-%d switch style, n next style, c crossfade to next, q quit", min(9, len(stylizer.style_names))
-        )
         sink = sinks[0] if len(sinks) == 1 else TeeSink(sinks)
         stats = stylizer.stream(camera, sink, schedule, strength=args.strength, preserve_color=args.preserve_color)
     return _finish(stats)

@@ -325,7 +325,7 @@ class WindowSink(Sink):
         except cv2.error:
             raise OutputError(
                 "this OpenCV build cannot open windows (opencv-python-headless); "
-                "install opencv-python, or use --virtual-cam / -o FILE"
+                "install opencv-python, or use --virtual-cam, or record with: stylecast run 0 -o FILE"
             ) from None
 
     def write(self, frame: Frame, image: np.ndarray) -> None:

@@ -7,6 +7,7 @@ import signal
 import subprocess
 import sys
 import time
+import types
 from pathlib import Path
 
 import av
@@ -16,6 +17,7 @@ import pytest
 from conftest import SAMPLE_VIDEO, TINY_STYLES, make_tiny_model
 
 from realtime import cli
+from realtime.sources import CameraSource
 
 REPO = Path(__file__).resolve().parents[1]
 # Only this module's commands: the run commands must not depend on the other sub-commands importing.
@@ -207,3 +209,43 @@ def test_ctrl_c_leaves_a_playable_partial_output(tmp_path: Path) -> None:
     assert info["audio"] is not None
     assert info["duration"] == pytest.approx(info["frames"] / 25, abs=0.2)  # type: ignore[operator]
     assert not part.exists()
+
+
+def test_webcam_to_a_virtual_camera(
+    tiny_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    sent: list[np.ndarray] = []
+
+    class Camera:
+        device = "fake"
+
+        def __init__(self, width: int, height: int, fps: float, fmt: object) -> None:
+            pass
+
+        def send(self, img: np.ndarray) -> None:
+            sent.append(img)
+
+        def close(self) -> None:
+            pass
+
+    monkeypatch.setitem(
+        sys.modules, "pyvirtualcam", types.SimpleNamespace(Camera=Camera, PixelFormat=types.SimpleNamespace(RGB=1))
+    )
+    # OpenCV opens the sample clip as if it were a capture device; at its end the "camera" is gone.
+    monkeypatch.setattr(CameraSource, "reconnect_delays", ())
+    args = [
+        "webcam",
+        "--device",
+        SAMPLE_VIDEO,
+        "--virtual-cam",
+        "--no-window",
+        "--max-side",
+        "64",
+        "--model",
+        tiny_model,
+    ]
+    assert stylecast(*args, "--style", "mosaic") == 0
+    assert sent and sent[0].shape == (36, 64, 3)
+    assert "latest" in capsys.readouterr().out
+    assert stylecast("webcam", "--no-window") != 0
+    assert "nothing to show" in capsys.readouterr().err
