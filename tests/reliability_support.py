@@ -9,6 +9,7 @@ import wave
 from collections.abc import Sequence
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import numpy as np
@@ -51,9 +52,7 @@ def write_video(
             s.time_base = s.codec_context.time_base = time_base
         if rotation:
             s.set_display_rotation(rotation)
-        a = None
-        if audio_seconds:
-            a = c.add_stream("aac", rate=8000, layout="mono")
+        audio = c.add_stream("aac", rate=8000, layout="mono") if audio_seconds else None
         for i, img in enumerate(frames):
             f = av.VideoFrame.from_ndarray(img, format=in_format)
             f.pts = i
@@ -64,16 +63,8 @@ def write_video(
                 c.mux(p)
         for p in s.encode():
             c.mux(p)
-        if a is not None:
-            samples = int(8000 * audio_seconds)
-            frame_size = 1024
-            for start in range(0, samples, frame_size):
-                af = av.AudioFrame.from_ndarray(np.zeros((1, frame_size), np.float32), format="fltp", layout="mono")
-                af.sample_rate, af.pts = 8000, start
-                for p in a.encode(af):
-                    c.mux(p)
-            for p in a.encode():
-                c.mux(p)
+        if audio is not None:
+            _mux_silence(c, audio, audio_seconds)
     return path
 
 
@@ -94,15 +85,19 @@ def write_wav(path: Path, seconds: float = 0.5) -> Path:
 def write_audio_only(path: Path, seconds: float = 0.5) -> Path:
     """An audio-only file in a video container (e.g. ``.mp4`` holding only AAC)."""
     with av.open(str(path), "w") as c:
-        a = c.add_stream("aac", rate=8000, layout="mono")
-        for start in range(0, int(8000 * seconds), 1024):
-            af = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
-            af.sample_rate, af.pts = 8000, start
-            for p in a.encode(af):
-                c.mux(p)
-        for p in a.encode():
-            c.mux(p)
+        _mux_silence(c, c.add_stream("aac", rate=8000, layout="mono"), seconds)
     return path
+
+
+def _mux_silence(container: Any, stream: Any, seconds: float) -> None:
+    """Encode ``seconds`` of silence into a mono AAC ``stream`` (the container muxes any order)."""
+    for start in range(0, int(stream.rate * seconds), 1024):
+        frame = av.AudioFrame.from_ndarray(np.zeros((1, 1024), np.float32), format="fltp", layout="mono")
+        frame.sample_rate, frame.pts = stream.rate, start
+        for p in stream.encode(frame):
+            container.mux(p)
+    for p in stream.encode():
+        container.mux(p)
 
 
 def truncate(path: Path, fraction: float) -> Path:

@@ -122,26 +122,28 @@ class _FakeWindow:
         self.destroyed = True
 
 
-def test_window_closed_by_the_user_ends_cleanly(
-    cameras, tiny_model: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
-    cameras(10_000)
-    window = _FakeWindow(close_after=6)
+@pytest.mark.parametrize(
+    ("camera_frames", "close_after"),
+    [(10_000, 6), (8, 10_000)],
+    ids=["window-closed-by-user", "camera-unplugged-for-good"],
+)
+def test_webcam_command_ends_cleanly(
+    cameras,  # type: ignore[no-untyped-def]
+    tiny_model: Path,
+    capsys: pytest.CaptureFixture[str],
+    monkeypatch: pytest.MonkeyPatch,
+    camera_frames: int,
+    close_after: int,
+) -> None:
+    cameras(camera_frames)
+    window = _FakeWindow(close_after)
     window.install(monkeypatch)
     code, out, err = stylecast(capsys, "webcam", "--model", tiny_model, "--backend", "torch")
-    assert code == 0, err
-    assert window.shown == 6 and window.destroyed and "done: 6 frames" in out
-
-
-def test_camera_unplugged_during_the_webcam_command(
-    cameras, tiny_model: Path, capsys: pytest.CaptureFixture[str], monkeypatch: pytest.MonkeyPatch
-) -> None:  # type: ignore[no-untyped-def]
-    cameras(8)
-    window = _FakeWindow(close_after=10_000)
-    window.install(monkeypatch)
-    code, out, err = stylecast(capsys, "webcam", "--model", tiny_model, "--backend", "torch")
-    assert code == 0 and "Traceback" not in err
-    assert window.destroyed and 0 < window.shown <= 8 and "frames" in out
+    assert code == 0 and "Traceback" not in err, err
+    assert window.destroyed and 0 < window.shown <= min(camera_frames, close_after)
+    assert f"done: {window.shown} frames" in out
+    if close_after < camera_frames:
+        assert window.shown == close_after
 
 
 class _SlowSink(Sink):
