@@ -233,7 +233,7 @@ def test_webcam_to_a_virtual_camera(
     )
     # OpenCV opens the sample clip as if it were a capture device; at its end the "camera" is gone.
     monkeypatch.setattr(CameraSource, "reconnect_delays", ())
-    args = [
+    args: list[str | Path] = [
         "webcam",
         "--device",
         SAMPLE_VIDEO,
