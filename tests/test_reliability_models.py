@@ -230,3 +230,21 @@ def test_model_info_hash_ties_exports_to_the_file(tiny_model: Path, tmp_path: Pa
     assert a.sha256 == b.sha256 and replace(a, path=None) == replace(b, path=None)
     other = make_tiny_model(tmp_path / "other.stylecast", seed=3)
     assert load_model(other)[1].sha256 != a.sha256
+
+
+def test_damaged_int8_cache_is_calibrated_again(
+    tiny_model: Path, frame_folder: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    import calibration
+
+    calibrate_on_small_frames = calibration.int8_model_path
+    monkeypatch.setattr(
+        calibration, "int8_model_path", lambda g, i, **kw: calibrate_on_small_frames(g, i, frames=frame_folder)
+    )
+    generator, info = load_model(tiny_model)
+    path = calibration.int8_model_path(generator, info)
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
+    with caplog.at_level(logging.WARNING):
+        backend = OnnxBackend(generator, info, precision="int8")
+    assert "calibrating again" in caplog.text and backend.describe() == "onnx/cpu/int8"
+    assert _stylize(backend).shape == (1, 24, 32, 3)

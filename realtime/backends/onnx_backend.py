@@ -119,7 +119,13 @@ class OnnxBackend(Backend):
             from calibration import int8_model_path  # type: ignore[attr-defined,unused-ignore]
         except ImportError as e:
             raise BackendUnavailable(f"int8 needs the calibration package: {e}") from None
-        return Path(int8_model_path(generator, info))
+        path = Path(int8_model_path(generator, info))
+        problem = _cached_onnx_problem(path, info.sha256)
+        if problem is not None:
+            log.warning("cached INT8 graph %s is unusable (%s); calibrating again", path, problem)
+            path.unlink(missing_ok=True)
+            path = Path(int8_model_path(generator, info))
+        return path
 
     def upload(self, frames: np.ndarray) -> Any:
         b, h, w, _ = frames.shape
