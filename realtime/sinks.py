@@ -53,6 +53,9 @@ def check_output(output: Path, inputs: list[Path], overwrite: bool) -> None:
             raise OutputError(f"output {output} is the input; choose another name")
     if output.exists() and not overwrite and not output.is_dir():
         raise OutputError(f"output {output} exists; pass --overwrite to replace it")
+    if output.is_dir() and not overwrite and any(output.iterdir()):
+        # Frames are named after the inputs (or numbered): earlier results would be replaced one by one.
+        raise OutputError(f"output folder {output} is not empty; pass --overwrite to write into it")
     parent = output.parent if not output.is_dir() else output
     if not parent.is_dir():
         raise OutputError(f"output folder does not exist: {parent}")

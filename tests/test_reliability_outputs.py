@@ -176,3 +176,20 @@ def test_signal_during_a_file_run_leaves_a_playable_partial_output(tiny_model: P
     frames = count_frames(out)
     assert 0 < frames < 200 and f"interrupted after {frames} frames" in stdout
     assert leftovers(tmp_path) == []
+
+
+def test_non_empty_output_folder_needs_overwrite(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+    folder = tmp_path / "frames"
+    folder.mkdir()
+    cv2.imwrite(str(folder / "a.png"), gradient(32, 24))
+    styled = tmp_path / "styled"
+    styled.mkdir()
+    (styled / "a.png").write_bytes(b"an earlier result")
+    code, _, err = run(folder, styled)
+    assert_one_line_error(code, err, "not empty; pass --overwrite")
+    assert (styled / "a.png").read_bytes() == b"an earlier result"
+    code, _, err = run(folder, styled, "--overwrite")
+    assert code == 0, err
+    assert cv2.imread(str(styled / "a.png")).shape == (24, 32, 3)
+    code, _, err = run(folder, tmp_path / "new-folder")
+    assert code == 0, err
