@@ -25,7 +25,7 @@ from realtime.errors import BackendUnavailable, StylecastError
 log = logging.getLogger(__name__)
 
 FULL_RESOLUTIONS = "360p,720p,1080p,2160p"
-QUICK_BUDGET = latency.Budget(warmup=2, min_iters=5, seconds=0.3, max_iters=50)
+QUICK_BUDGET = latency.Budget(warmup=2, min_iters=5, seconds=0.3, max_iters=50, max_seconds=5.0)
 
 
 def _csv(text: str | None) -> tuple[str, ...]:
@@ -62,6 +62,7 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         min_iters=args.min_iters if args.min_iters is not None else budget.min_iters,
         seconds=args.seconds if args.seconds is not None else budget.seconds,
         max_iters=budget.max_iters,
+        max_seconds=budget.max_seconds,
     )
     if budget.warmup < 0 or budget.min_iters < 1 or budget.seconds < 0:
         raise StylecastError("--warmup must be >= 0, --min-iters >= 1 and --seconds >= 0")

@@ -57,12 +57,22 @@ def resolution_name(width: int, height: int) -> str:
 
 @dataclass(frozen=True)
 class Budget:
-    """How long to measure: ``warmup`` untimed iterations, then at least ``min_iters`` and ``seconds``."""
+    """How long to measure: ``warmup`` untimed iterations, then at least ``min_iters`` and ``seconds``.
+
+    Slow configurations (4K on a CPU, seconds per frame) stop earlier: warm-up ends once it has taken
+    ``seconds``, and timing ends after ``max_seconds`` once ``MIN_SAMPLES`` frames are in; the sample
+    count ``n`` is reported with every figure.
+    """
 
     warmup: int = 3
     min_iters: int = 10
     seconds: float = 3.0
     max_iters: int = 1000
+    max_seconds: float = 20.0
+
+
+#: Timed iterations a measurement never goes below, whatever its time limits.
+MIN_SAMPLES = 3
 
 
 def summarize(samples_ms: Sequence[float]) -> dict[str, float]:
@@ -154,8 +164,11 @@ def run_timed(
     step: Callable[[int], Sequence[float]], stages: Sequence[str], budget: Budget, batch: int = 1
 ) -> Measurement:
     """Call ``step(i)`` (which returns its per-stage durations in ms) under ``budget``."""
+    begin = time.perf_counter()
     for i in range(budget.warmup):
         step(i)
+        if time.perf_counter() - begin >= budget.seconds:
+            break
     per_stage: list[list[float]] = [[] for _ in stages]
     frame: list[float] = []
     begin = time.perf_counter()
@@ -166,7 +179,12 @@ def run_timed(
         for bucket, d in zip(per_stage, durations, strict=True):
             bucket.append(d)
         elapsed = time.perf_counter() - begin
-        if len(frame) >= budget.max_iters or (len(frame) >= budget.min_iters and elapsed >= budget.seconds):
+        n = len(frame)
+        if (
+            n >= budget.max_iters
+            or (n >= budget.min_iters and elapsed >= budget.seconds)
+            or (n >= MIN_SAMPLES and elapsed >= budget.max_seconds)
+        ):
             break
     return Measurement(
         stages={name: summarize(bucket) for name, bucket in zip(stages, per_stage, strict=True)},

@@ -99,10 +99,29 @@ def test_run_timed_stops_on_budget_and_cap() -> None:
         calls.append(i)
         return [1.0]
 
-    m = latency.run_timed(step, ("infer",), latency.Budget(warmup=3, min_iters=5, seconds=0.0, max_iters=100))
-    assert m.frame_latency_ms["n"] == 5 and len(calls) == 8
-    m = latency.run_timed(step, ("infer",), latency.Budget(warmup=0, min_iters=1, seconds=60.0, max_iters=7))
-    assert m.frame_latency_ms["n"] == 7
+    # a zero time budget: one warm-up iteration (it already took "long enough"), then min_iters
+    m = latency.run_timed(step, ("infer",), latency.Budget(warmup=3, min_iters=5, seconds=0.0))
+    assert m.frame_latency_ms["n"] == 5 and len(calls) == 6
+    calls.clear()
+    # a long time budget: every warm-up iteration, then up to the iteration cap
+    m = latency.run_timed(step, ("infer",), latency.Budget(warmup=3, min_iters=1, seconds=60.0, max_iters=7))
+    assert m.frame_latency_ms["n"] == 7 and len(calls) == 10
+
+
+def test_run_timed_cuts_slow_configurations_short() -> None:
+    calls: list[int] = []
+
+    def slow(i: int) -> list[float]:
+        calls.append(i)
+        time.sleep(0.02)
+        return [20.0]
+
+    budget = latency.Budget(warmup=50, min_iters=100, seconds=0.05, max_seconds=0.1)
+    m = latency.run_timed(slow, ("infer",), budget)
+    # warm-up stops after `seconds`, timing after `max_seconds`, but never below MIN_SAMPLES frames
+    assert latency.MIN_SAMPLES <= m.frame_latency_ms["n"] <= 7 and len(calls) - m.frame_latency_ms["n"] <= 4
+    m = latency.run_timed(slow, ("infer",), latency.Budget(warmup=0, min_iters=100, seconds=10.0, max_seconds=0.0))
+    assert m.frame_latency_ms["n"] == latency.MIN_SAMPLES
 
 
 # --- quality -------------------------------------------------------------------------------------------
