@@ -100,6 +100,15 @@ def _mux_silence(container: Any, stream: Any, seconds: float) -> None:
         container.mux(p)
 
 
+def read_image(path: Path, flags: int = 1) -> np.ndarray:
+    """``cv2.imread`` that fails the test, not a later line, when the file is missing or unreadable."""
+    import cv2
+
+    image = cv2.imread(str(path), flags)
+    assert image is not None, f"cannot read {path}"
+    return image
+
+
 def truncate(path: Path, fraction: float) -> Path:
     """Cut a file to ``fraction`` of its bytes, as an interrupted download or copy leaves it."""
     data = path.read_bytes()

@@ -7,6 +7,7 @@ import logging
 import shutil
 from fractions import Fraction
 from pathlib import Path
+from typing import Any
 
 import av
 import cv2
@@ -18,6 +19,7 @@ from reliability_support import (
     count_frames,
     gradient,
     leftovers,
+    read_image,
     stylecast,
     truncate,
     video_pts,
@@ -31,11 +33,11 @@ from realtime.api import Stylizer
 from realtime.errors import StyleError
 from realtime.sources import MAX_PIXELS, ImageSource, VideoSource, fit_size, open_source
 
-INTRA = {"codec": "mjpeg", "pix_fmt": "yuvj420p"}  # intra-only: any timestamps can be muxed
+INTRA: dict[str, Any] = {"codec": "mjpeg", "pix_fmt": "yuvj420p"}  # intra-only: any timestamps can be muxed
 
 
 @pytest.fixture()
-def run(tiny_model: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def run(tiny_model: Path, capsys: pytest.CaptureFixture[str]):
     """``run(input, output, *options)`` through the CLI with the tiny model: (code, stdout, stderr)."""
 
     def go(inp: Path, out: Path, *options: str) -> tuple[int, str, str]:
@@ -79,7 +81,7 @@ def _cut_before_index(tmp: Path) -> Path:
     ],
     ids=["missing", "empty", "text-named-mp4", "mp4-cut-before-index", "no-video-stream", "wav", "audio-only-mp4"],
 )
-def test_unusable_inputs_are_one_line_errors(run, tmp_path: Path, make, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_unusable_inputs_are_one_line_errors(run, tmp_path: Path, make, message: str) -> None:
     inp = make(tmp_path)
     out = tmp_path / "out.mp4"
     code, _, err = run(inp, out)
@@ -92,7 +94,7 @@ def test_unusable_inputs_are_one_line_errors(run, tmp_path: Path, make, message:
 
 def test_truncated_stream_stylizes_what_decodes_and_warns(
     run, tmp_path: Path, caplog: pytest.LogCaptureFixture
-) -> None:  # type: ignore[no-untyped-def]
+) -> None:
     full = clip(tmp_path / "full.mkv", n=40, codec="mpeg4", pix_fmt="yuv420p")
     cut = truncate(Path(shutil.copy(full, tmp_path / "cut.mkv")), 0.5)
     with caplog.at_level(logging.WARNING, logger="realtime.sources"), VideoSource(cut) as src:
@@ -107,7 +109,7 @@ def test_truncated_stream_stylizes_what_decodes_and_warns(
     assert count_frames(out) == decoded and f"done: {decoded} frames" in stdout
 
 
-def test_variable_frame_rate_keeps_each_frames_time(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_variable_frame_rate_keeps_each_frames_time(run, tmp_path: Path) -> None:
     pts = [0, 1, 5, 6, 20, 21]  # tenths of a second: bursts and pauses
     inp = write_video(
         tmp_path / "vfr.mkv", [gradient(48, 32, i) for i in range(6)], pts=pts, time_base=Fraction(1, 10), **INTRA
@@ -121,7 +123,7 @@ def test_variable_frame_rate_keeps_each_frames_time(run, tmp_path: Path) -> None
     assert times == pytest.approx([p / 10 for p in pts], abs=0.002)
 
 
-def test_jumping_and_repeated_timestamps_give_a_valid_stream(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_jumping_and_repeated_timestamps_give_a_valid_stream(run, tmp_path: Path) -> None:
     pts = [0, 1, 1, 2, 40, 3]  # a repeat, a jump forward, a jump back
     inp = write_video(
         tmp_path / "jump.mkv", [gradient(48, 32, i) for i in range(6)], pts=pts, time_base=Fraction(1, 10), **INTRA
@@ -134,17 +136,17 @@ def test_jumping_and_repeated_timestamps_give_a_valid_stream(run, tmp_path: Path
 
 
 @pytest.mark.parametrize("size", [(321, 179), (1, 1), (2, 4000)], ids=["321x179", "1x1", "2x4000"])
-def test_odd_sized_images(run, tmp_path: Path, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+def test_odd_sized_images(run, tmp_path: Path, size: tuple[int, int]) -> None:
     inp = tmp_path / "in.png"
     cv2.imwrite(str(inp), gradient(*size))
     out = tmp_path / "out.png"
     code, _, err = run(inp, out)
     assert code == 0, err
-    assert cv2.imread(str(out)).shape == (size[1], size[0], 3)
+    assert read_image(out).shape == (size[1], size[0], 3)
 
 
 @pytest.mark.parametrize("size", [(321, 179), (1, 1)], ids=["321x179", "1x1"])
-def test_odd_sized_videos_are_padded_to_even_sides(run, tmp_path: Path, size: tuple[int, int]) -> None:  # type: ignore[no-untyped-def]
+def test_odd_sized_videos_are_padded_to_even_sides(run, tmp_path: Path, size: tuple[int, int]) -> None:
     inp = write_video(tmp_path / "odd.mkv", [gradient(*size, i) for i in range(3)], codec="ffv1", pix_fmt="yuv444p")
     out = tmp_path / "out.mp4"
     code, _, err = run(inp, out)
@@ -181,16 +183,16 @@ def test_grayscale_image_and_video_become_rgb(tmp_path: Path) -> None:
     assert first.shape == (32, 48, 3) and np.abs(first[..., 1].astype(int) - frames[0]).max() <= 2
 
 
-def test_rgba_image_keeps_its_transparency(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rgba_image_keeps_its_transparency(run, tmp_path: Path) -> None:
     alpha = np.tile(np.linspace(0, 255, 40, dtype=np.uint8), (30, 1))
     cv2.imwrite(str(tmp_path / "sprite.png"), np.dstack([gradient(40, 30), alpha]))
     code, _, err = run(tmp_path / "sprite.png", tmp_path / "out.png")
     assert code == 0, err
-    out = cv2.imread(str(tmp_path / "out.png"), cv2.IMREAD_UNCHANGED)
+    out = read_image(tmp_path / "out.png", cv2.IMREAD_UNCHANGED)
     assert out.shape == (30, 40, 4) and np.array_equal(out[..., 3], alpha)
     code, _, err = run(tmp_path / "sprite.png", tmp_path / "out.jpg")  # JPEG has no alpha: plain RGB
     assert code == 0, err
-    assert cv2.imread(str(tmp_path / "out.jpg"), cv2.IMREAD_UNCHANGED).shape == (30, 40, 3)
+    assert read_image(tmp_path / "out.jpg", cv2.IMREAD_UNCHANGED).shape == (30, 40, 3)
 
 
 def test_16_bit_images_are_scaled_not_clipped(tmp_path: Path) -> None:
@@ -202,7 +204,7 @@ def test_16_bit_images_are_scaled_not_clipped(tmp_path: Path) -> None:
 
 
 @pytest.mark.parametrize(("codec", "pix_fmt"), [("ffv1", "yuv420p10le"), ("ffv1", "yuv444p16le")])
-def test_10_and_16_bit_video(run, tmp_path: Path, codec: str, pix_fmt: str) -> None:  # type: ignore[no-untyped-def]
+def test_10_and_16_bit_video(run, tmp_path: Path, codec: str, pix_fmt: str) -> None:
     frames8 = [gradient(48, 32, i) for i in range(3)]
     frames16 = [f.astype(np.uint16) * 257 for f in frames8]
     path = write_video(tmp_path / "deep.mkv", frames16, codec=codec, pix_fmt=pix_fmt, in_format="rgb48le")
@@ -215,7 +217,7 @@ def test_10_and_16_bit_video(run, tmp_path: Path, codec: str, pix_fmt: str) -> N
     assert count_frames(tmp_path / "out.mp4") == 3
 
 
-def test_rotated_phone_video_is_upright_and_not_rotated_twice(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_rotated_phone_video_is_upright_and_not_rotated_twice(run, tmp_path: Path) -> None:
     inp = clip(tmp_path / "phone.mp4", n=3, width=48, height=32, rotation=90)
     out = tmp_path / "out.mp4"
     code, _, err = run(inp, out)
@@ -243,7 +245,7 @@ def test_rotated_phone_video_is_upright_and_not_rotated_twice(run, tmp_path: Pat
         (",", "empty style name"),
     ],
 )
-def test_bad_styles_on_the_command_line(run, tmp_path: Path, style: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_bad_styles_on_the_command_line(run, tmp_path: Path, style: str, message: str) -> None:
     inp = clip(tmp_path / "in.mp4", n=2)
     code, _, err = run(inp, tmp_path / "out.mp4", "--style", style)
     assert_one_line_error(code, err, message)
@@ -316,7 +318,7 @@ def test_bad_weights_through_the_api(tiny_model: Path, weights: object, message:
         ("sched.yaml", "keyframes: []", "use .toml or .json"),
     ],
 )
-def test_malformed_schedules_name_the_line_or_field(run, tmp_path: Path, name: str, text: str, message: str) -> None:  # type: ignore[no-untyped-def]
+def test_malformed_schedules_name_the_line_or_field(run, tmp_path: Path, name: str, text: str, message: str) -> None:
     schedule = tmp_path / name
     schedule.write_bytes(text.encode("utf-8", "surrogateescape"))
     inp = clip(tmp_path / "in.mp4", n=2)
@@ -325,7 +327,7 @@ def test_malformed_schedules_name_the_line_or_field(run, tmp_path: Path, name: s
     assert name in err and not (tmp_path / "out.mp4").exists()
 
 
-def test_style_and_schedule_together_are_refused(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_style_and_schedule_together_are_refused(run, tmp_path: Path) -> None:
     schedule = tmp_path / "s.json"
     schedule.write_text(json.dumps({"keyframes": [{"time": 0, "style": "candy"}]}))
     code, _, err = run(
@@ -338,3 +340,13 @@ def test_open_source_of_a_folder_without_images(tmp_path: Path) -> None:
     (tmp_path / "readme.txt").write_text("no pictures here")
     with pytest.raises(Exception, match="no images"):
         open_source(tmp_path)
+
+
+def test_tracebacks_only_with_debug(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    from realtime import cli
+    from realtime.errors import InputError
+
+    code, _, err = stylecast(capsys, "run", tmp_path / "missing.mp4", "-o", tmp_path / "o.mp4")
+    assert_one_line_error(code, err, "input not found")
+    with pytest.raises(InputError, match="input not found"):  # --debug lets it through, with its traceback
+        cli.main(["--debug", "run", str(tmp_path / "missing.mp4"), "-o", str(tmp_path / "o.mp4")])

@@ -58,7 +58,7 @@ class FakeCameras:
 
 
 @pytest.fixture()
-def cameras(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
+def cameras(monkeypatch: pytest.MonkeyPatch):
     def plug(*sessions: int | None, interval: float = 0.005) -> FakeCameras:
         fake = FakeCameras(list(sessions), interval)
         monkeypatch.setattr(cv2, "VideoCapture", fake)
@@ -68,7 +68,7 @@ def cameras(monkeypatch: pytest.MonkeyPatch):  # type: ignore[no-untyped-def]
     return plug
 
 
-def test_missing_camera_is_a_one_line_error(cameras, tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:  # type: ignore[no-untyped-def]
+def test_missing_camera_is_a_one_line_error(cameras, tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
     cameras(None)
     code, _, err = stylecast(capsys, "webcam", "--device", "3", "--model", tiny_model, "--backend", "torch")
     assert_one_line_error(code, err, "cannot open camera 3")
@@ -77,7 +77,7 @@ def test_missing_camera_is_a_one_line_error(cameras, tiny_model: Path, capsys: p
     assert_one_line_error(code, err, "delivers no frames")
 
 
-def test_unplugged_camera_that_stays_away_ends_the_run(cameras, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+def test_unplugged_camera_that_stays_away_ends_the_run(cameras, caplog: pytest.LogCaptureFixture) -> None:
     fake = cameras(5)
     with caplog.at_level(logging.WARNING, logger="realtime.sources"):
         frames = list(CameraSource(0))
@@ -85,7 +85,7 @@ def test_unplugged_camera_that_stays_away_ends_the_run(cameras, caplog: pytest.L
     assert caplog.text.count("reconnecting") == len(FAST_RETRY) and "is gone; ending the run" in caplog.text
 
 
-def test_unplugged_camera_that_comes_back_continues(cameras, caplog: pytest.LogCaptureFixture) -> None:  # type: ignore[no-untyped-def]
+def test_unplugged_camera_that_comes_back_continues(cameras, caplog: pytest.LogCaptureFixture) -> None:
     cameras(5, None, 4)  # unplugged after 5 frames, absent at the first retry, back at the second
     with caplog.at_level(logging.WARNING, logger="realtime.sources"):
         frames = list(CameraSource(0))
@@ -94,7 +94,7 @@ def test_unplugged_camera_that_comes_back_continues(cameras, caplog: pytest.LogC
     assert all(b.seconds >= a.seconds for a, b in zip(frames, frames[1:], strict=False))
 
 
-def test_camera_reconnect_backs_off(cameras) -> None:  # type: ignore[no-untyped-def]
+def test_camera_reconnect_backs_off(cameras) -> None:
     cameras(1)
     start = time.perf_counter()
     assert len(list(CameraSource(0))) == 1
@@ -128,7 +128,7 @@ class _FakeWindow:
     ids=["window-closed-by-user", "camera-unplugged-for-good"],
 )
 def test_webcam_command_ends_cleanly(
-    cameras,  # type: ignore[no-untyped-def]
+    cameras,
     tiny_model: Path,
     capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -148,14 +148,14 @@ def test_webcam_command_ends_cleanly(
 
 class _SlowSink(Sink):
     def __init__(self, delay: float) -> None:
-        self.delay, self.latencies = delay, []
+        self.delay, self.latencies = delay, list[float]()
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
         time.sleep(self.delay)
         self.latencies.append(time.perf_counter() - frame.captured)
 
 
-def test_slow_consumer_keeps_latency_bounded(cameras, tiny_model: Path) -> None:  # type: ignore[no-untyped-def]
+def test_slow_consumer_keeps_latency_bounded(cameras, tiny_model: Path) -> None:
     cameras(150, interval=0.004)  # a 250 fps camera for 0.6 s
     sink = _SlowSink(0.04)  # a consumer that takes 25 frames per second
     with Stylizer.load(tiny_model, backend="torch") as stylizer:

@@ -8,7 +8,7 @@ import json
 import logging
 import shutil
 import zipfile
-from dataclasses import replace
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -52,7 +52,7 @@ def _other_zip(tiny: Path, tmp: Path) -> Path:
     return tmp / "other.stylecast"
 
 
-def _payload(tiny: Path, tmp: Path, name: str, change) -> Path:  # type: ignore[no-untyped-def]
+def _payload(tiny: Path, tmp: Path, name: str, change) -> Path:
     payload = torch.load(tiny, weights_only=True)
     change(payload)
     buf = io.BytesIO()
@@ -66,7 +66,7 @@ def _newer(tiny: Path, tmp: Path) -> Path:
 
 
 def _wrong_shapes(tiny: Path, tmp: Path) -> Path:
-    def widen(p):  # type: ignore[no-untyped-def]
+    def widen(p):
         cfg = json.loads(p["config"])
         cfg["channels"] *= 2
         p["config"] = json.dumps(cfg)
@@ -108,7 +108,7 @@ def test_bad_model_files_are_one_line_errors(
     tmp_path: Path,
     capsys: pytest.CaptureFixture[str],
     make,
-    message: str,  # type: ignore[no-untyped-def]
+    message: str,
 ) -> None:
     path = make(tiny_model, tmp_path)
     with pytest.raises(ModelError, match=message):
@@ -119,7 +119,7 @@ def test_bad_model_files_are_one_line_errors(
     assert code != 0 and "Traceback" not in err and err.count("\n") == 1
 
 
-def _stylize(backend, seed: int = 0) -> np.ndarray:  # type: ignore[no-untyped-def]
+def _stylize(backend, seed: int = 0) -> np.ndarray:
     frames = np.random.default_rng(seed).integers(0, 256, (1, 24, 32, 3), np.uint8)
     return backend(frames, np.array([[0.2, 0.3, 0.5]], np.float32))
 
@@ -164,39 +164,48 @@ def test_unwritable_onnx_cache_still_runs(
 # --- TensorRT engines: the cache logic, with the GPU identity and the build replaced ------------------
 
 
-@pytest.fixture()
-def gpu(monkeypatch: pytest.MonkeyPatch) -> dict[str, object]:
-    """A switchable fake GPU/TensorRT identity; ``builds`` records each engine build."""
-    state: dict[str, object] = {"gpu": "Fake A", "capability": "8.9", "tensorrt": "10.13.0", "builds": []}
+@dataclass
+class FakeGpu:
+    """A switchable GPU/TensorRT identity; ``builds`` records the identity each engine was built for."""
 
-    def key(info, precision, profile, route="tensorrt", graph=None):  # type: ignore[no-untyped-def]
-        identity = (str(state["gpu"]), str(state["capability"]), str(state["tensorrt"]))
+    gpu: str = "Fake A"
+    capability: str = "8.9"
+    tensorrt: str = "10.13.0"
+    builds: list[tuple[str, str]] = field(default_factory=list)
+
+
+@pytest.fixture()
+def gpu(monkeypatch: pytest.MonkeyPatch) -> FakeGpu:
+    state = FakeGpu()
+
+    def key(info, precision, profile, route="tensorrt", graph=None):
+        identity = (state.gpu, state.capability, state.tensorrt)
         return EngineKey(info.sha256, precision, profile.spec(), *identity, route, file_sha256(graph) if graph else "")
 
-    def build(*args, **kwargs):  # type: ignore[no-untyped-def]
-        state["builds"].append((state["gpu"], state["tensorrt"]))  # type: ignore[attr-defined]
-        return f"engine for {state['gpu']} {state['tensorrt']}".encode()
+    def build(*args, **kwargs):
+        state.builds.append((state.gpu, state.tensorrt))
+        return f"engine for {state.gpu} {state.tensorrt}".encode()
 
     monkeypatch.setattr(trt_compile, "engine_key", key)
     monkeypatch.setattr(trt_compile, "_build_tensorrt", build)
     return state
 
 
-def test_engine_for_another_gpu_or_tensorrt_is_rebuilt_not_loaded(tiny_model: Path, gpu: dict[str, object]) -> None:
+def test_engine_for_another_gpu_or_tensorrt_is_rebuilt_not_loaded(tiny_model: Path, gpu: FakeGpu) -> None:
     generator, info = load_model(tiny_model)
     profile = parse_shapes("1x3x32x32")
     first, _ = ensure_engine(generator, info, "fp16", profile)
     ensure_engine(generator, info, "fp16", profile)  # same GPU: served from the cache
-    gpu["gpu"], gpu["capability"] = "Fake B", "9.0"
+    gpu.gpu, gpu.capability = "Fake B", "9.0"
     other_gpu, _ = ensure_engine(generator, info, "fp16", profile)
-    gpu["tensorrt"] = "10.14.1"
+    gpu.tensorrt = "10.14.1"
     other_trt, _ = ensure_engine(generator, info, "fp16", profile)
-    assert gpu["builds"] == [("Fake A", "10.13.0"), ("Fake B", "10.13.0"), ("Fake B", "10.14.1")]
+    assert gpu.builds == [("Fake A", "10.13.0"), ("Fake B", "10.13.0"), ("Fake B", "10.14.1")]
     assert len({first, other_gpu, other_trt}) == 3 and other_trt.read_bytes() == b"engine for Fake B 10.14.1"
 
 
 def test_engine_whose_record_names_another_model_is_rebuilt(
-    tiny_model: Path, gpu: dict[str, object], caplog: pytest.LogCaptureFixture
+    tiny_model: Path, gpu: FakeGpu, caplog: pytest.LogCaptureFixture
 ) -> None:
     generator, info = load_model(tiny_model)
     profile = parse_shapes("1x3x32x32")
@@ -207,11 +216,11 @@ def test_engine_whose_record_names_another_model_is_rebuilt(
     meta_path.write_text(json.dumps(meta))
     with caplog.at_level(logging.WARNING):
         ensure_engine(generator, info, "fp32", profile)
-    assert "built for another model" in caplog.text and len(gpu["builds"]) == 2  # type: ignore[arg-type]
+    assert "built for another model" in caplog.text and len(gpu.builds) == 2
 
 
 def test_engine_cache_not_writable_fails_before_building(
-    tiny_model: Path, tmp_path: Path, gpu: dict[str, object], monkeypatch: pytest.MonkeyPatch
+    tiny_model: Path, tmp_path: Path, gpu: FakeGpu, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     blocker = tmp_path / "file"
     blocker.write_text("x")
@@ -219,7 +228,7 @@ def test_engine_cache_not_writable_fails_before_building(
     generator, info = load_model(tiny_model)
     with pytest.raises(OutputError, match="set STYLECAST_CACHE to a writable folder"):
         ensure_engine(generator, info, "fp16", parse_shapes("1x3x32x32"))
-    assert gpu["builds"] == []
+    assert gpu.builds == []
 
 
 def test_model_info_hash_ties_exports_to_the_file(tiny_model: Path, tmp_path: Path) -> None:

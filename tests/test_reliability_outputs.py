@@ -15,7 +15,16 @@ from pathlib import Path
 import cv2
 import numpy as np
 import pytest
-from reliability_support import assert_one_line_error, clip, count_frames, gradient, leftovers, stylecast, write_video
+from reliability_support import (
+    assert_one_line_error,
+    clip,
+    count_frames,
+    gradient,
+    leftovers,
+    read_image,
+    stylecast,
+    write_video,
+)
 
 from realtime import sinks
 from realtime.api import Stylizer
@@ -25,7 +34,7 @@ REPO = Path(__file__).resolve().parents[1]
 
 
 @pytest.fixture()
-def run(tiny_model: Path, capsys: pytest.CaptureFixture[str]):  # type: ignore[no-untyped-def]
+def run(tiny_model: Path, capsys: pytest.CaptureFixture[str]):
     def go(inp: Path, out: Path, *options: str) -> tuple[int, str, str]:
         return stylecast(capsys, "run", inp, "-o", out, "--model", tiny_model, "--backend", "torch", *options)
 
@@ -37,7 +46,7 @@ def video(tmp_path: Path) -> Path:
     return clip(tmp_path / "in.mp4", n=6)
 
 
-def test_missing_output_folder(run, video: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_missing_output_folder(run, video: Path, tmp_path: Path) -> None:
     code, _, err = run(video, tmp_path / "no" / "such" / "out.mp4")
     assert_one_line_error(code, err, "output folder does not exist")
     (tmp_path / "file").write_text("a file, not a folder")
@@ -45,7 +54,7 @@ def test_missing_output_folder(run, video: Path, tmp_path: Path) -> None:  # typ
     assert_one_line_error(code, err, "output folder does not exist")
 
 
-def test_output_folder_not_writable(run, video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_output_folder_not_writable(run, video: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     # /proc refuses new files even to root, so this is a real failure on any Linux; a non-root user
     # is stopped by the permission check, root by the creation itself.
     code, _, err = run(video, Path("/proc/stylecast-out.mp4"))
@@ -60,7 +69,7 @@ def test_output_folder_not_writable(run, video: Path, tmp_path: Path, monkeypatc
     assert list(locked.iterdir()) == []
 
 
-def test_output_equal_to_input_is_refused(run, video: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_output_equal_to_input_is_refused(run, video: Path, tmp_path: Path) -> None:
     before = video.read_bytes()
     for same in (video, tmp_path / "." / "in.mp4"):
         code, _, err = run(video, same, "--overwrite")
@@ -71,7 +80,7 @@ def test_output_equal_to_input_is_refused(run, video: Path, tmp_path: Path) -> N
     assert video.read_bytes() == before and leftovers(tmp_path) == []
 
 
-def test_existing_output_needs_overwrite(run, video: Path, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_existing_output_needs_overwrite(run, video: Path, tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     out.write_bytes(b"precious")
     code, _, err = run(video, out)
@@ -126,7 +135,7 @@ def test_disk_full_mid_video_leaves_nothing(tiny_model: Path, tmp_path: Path) ->
     assert not out.exists() and leftovers(tmp_path) == []
 
 
-def test_disk_full_writing_images(run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:  # type: ignore[no-untyped-def]
+def test_disk_full_writing_images(run, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
     for i in range(3):
@@ -178,7 +187,7 @@ def test_signal_during_a_file_run_leaves_a_playable_partial_output(tiny_model: P
     assert leftovers(tmp_path) == []
 
 
-def test_non_empty_output_folder_needs_overwrite(run, tmp_path: Path) -> None:  # type: ignore[no-untyped-def]
+def test_non_empty_output_folder_needs_overwrite(run, tmp_path: Path) -> None:
     folder = tmp_path / "frames"
     folder.mkdir()
     cv2.imwrite(str(folder / "a.png"), gradient(32, 24))
@@ -190,6 +199,6 @@ def test_non_empty_output_folder_needs_overwrite(run, tmp_path: Path) -> None:  
     assert (styled / "a.png").read_bytes() == b"an earlier result"
     code, _, err = run(folder, styled, "--overwrite")
     assert code == 0, err
-    assert cv2.imread(str(styled / "a.png")).shape == (24, 32, 3)
+    assert read_image(styled / "a.png").shape == (24, 32, 3)
     code, _, err = run(folder, tmp_path / "new-folder")
     assert code == 0, err

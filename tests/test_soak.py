@@ -12,14 +12,15 @@ from conftest import SAMPLE_VIDEO
 
 from benchmarks.soak import LoopSource, SoakConfig, soak
 
-FRAMES = 400  # three loops of the 132-frame clip, and a bit
+FRAMES = 450  # three loops of the 132-frame clip, and a bit
 
 
 def test_loop_source_runs_timestamps_on_across_loops() -> None:
     source = LoopSource(SAMPLE_VIDEO, 140, (32, 18))
     frames = list(source)
     assert len(frames) == 140 and [f.index for f in frames] == list(range(140))
-    pts = [f.pts for f in frames]
+    pts = [f.pts for f in frames if f.pts is not None]
+    assert len(pts) == 140
     assert all(b > a for a, b in zip(pts, pts[1:], strict=False))
     # Seamless: the step across the loop is one ordinary frame step.
     assert pts[132] - pts[131] == pts[1] - pts[0]
@@ -28,11 +29,12 @@ def test_loop_source_runs_timestamps_on_across_loops() -> None:
 
 def test_short_soak_keeps_every_frame_with_flat_memory(tiny_model: Path, tmp_path: Path) -> None:
     config = SoakConfig(
-        frames=FRAMES, size=(64, 36), model=tiny_model, backend="onnx", sample_every=25, warmup_frames=100
+        frames=FRAMES, size=(320, 180), model=tiny_model, backend="onnx", sample_every=25, warmup_frames=150
     )
     result = soak(config, tmp_path / "soak.mp4")
     assert result["frames_written"] == result["frames_in_output"] == FRAMES
     assert result["dropped"] == 0 and not result["interrupted"] and result["clip_loops"] >= 3
-    # Per-frame timings are kept for the statistics (about 0.2 KiB a frame); anything that holds
-    # frames or buffers would cost a whole frame and more per frame, far above this bound.
-    assert result["rss_growth_after_warmup_mib"] < 16, result["rss_samples"]
+    # Holding on to one 320x180 frame per frame adds about 40 MiB over the 300 frames after warm-up
+    # (measured with a sink that keeps its images: +41.8 MiB), a float copy four times that; the bound
+    # leaves room only for allocator noise (the malloc arenas of the pipeline's new threads).
+    assert result["rss_growth_after_warmup_mib"] < 24, result["rss_samples"]
