@@ -211,7 +211,7 @@ def test_ctrl_c_leaves_a_playable_partial_output(tmp_path: Path) -> None:
     info = probe(out)
     assert 0 < info["frames"] == int(done.group(1)) < 132, stdout  # type: ignore[operator]
     assert info["audio"] is not None
-    assert info["duration"] == pytest.approx(info["frames"] / 25, abs=0.2)  # type: ignore[operator]
+    assert info["duration"] == pytest.approx(info["frames"] / 25, abs=0.2)
     assert not part.exists()
 
 
