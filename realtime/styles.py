@@ -14,7 +14,6 @@ from __future__ import annotations
 import difflib
 import json
 import math
-import sys
 import threading
 import time
 from collections.abc import Mapping, Sequence
@@ -24,13 +23,9 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
+import tomllib
 
 from realtime.errors import StyleError
-
-if sys.version_info >= (3, 11):
-    import tomllib
-else:  # pragma: no cover - Python 3.10
-    import tomli as tomllib  # type: ignore[import-not-found,unused-ignore]
 
 Interpolation = Literal["linear", "smooth"]
 WeightsLike = str | Mapping[str, float] | Sequence[float] | np.ndarray
