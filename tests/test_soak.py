@@ -38,3 +38,15 @@ def test_short_soak_keeps_every_frame_with_flat_memory(tiny_model: Path, tmp_pat
     # (measured with a sink that keeps its images: +41.8 MiB), a float copy four times that; the bound
     # leaves room only for allocator noise (the malloc arenas of the pipeline's new threads).
     assert result["rss_growth_after_warmup_mib"] < 24, result["rss_samples"]
+
+
+def test_run_stats_keep_a_bounded_window_of_timings(monkeypatch: pytest.MonkeyPatch) -> None:
+    from realtime import pipeline
+
+    monkeypatch.setattr(pipeline, "STATS_WINDOW", 10)
+    stats = pipeline.RunStats()
+    for i in range(50):
+        stats.latency_s.append(i / 1000)
+        stats.stage_s["infer"].extend([i / 1000])
+    assert len(stats.latency_s) == len(stats.stage_s["infer"]) == 10
+    assert stats.percentile_ms("latency", 0) == pytest.approx(40.0)  # the latest frames count
