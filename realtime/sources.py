@@ -134,9 +134,9 @@ class VideoSource(Source):
                 f"cannot read {path} as video (not a video, or damaged): {e.strerror if hasattr(e, 'strerror') else e}"
             ) from None
         if not self.container.streams.video:
-            self.container.close()
             # An MP4 cut before its index (moov at the end) opens with no streams at all.
             hint = "" if self.container.streams else " (truncated or damaged file?)"
+            self.container.close()
             raise InputError(f"no video stream in {path}{hint}")
         self.stream = self.container.streams.video[0]
         self.stream.thread_type = "AUTO"
