@@ -7,6 +7,7 @@ after Ctrl-C so the frames done so far form a playable file; ``abort`` (after an
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import math
 import os
@@ -270,6 +271,7 @@ class ImageSink(Sink):
     def __init__(self, path: Path | str, single: bool) -> None:
         self.path = Path(path)
         self.single = single
+        self.created = not single and not self.path.exists()
         if not single:
             try:
                 self.path.mkdir(exist_ok=True)
@@ -297,6 +299,12 @@ class ImageSink(Sink):
         except OSError as e:
             raise OutputError(f"writing {target} failed: {e.strerror or e}") from None
         self.frames += 1
+
+    def close(self, complete: bool = True) -> None:
+        if self.frames == 0 and self.created:
+            # A folder this run made and never wrote into is not left behind (failed or empty runs).
+            with contextlib.suppress(OSError):
+                self.path.rmdir()
 
 
 class FrameClock:

@@ -365,14 +365,25 @@ class ImageSource(Source):
         self.size = size if len(self.files) > 1 else fit_size(*_image_size(self.files[0]), max_side, size)
 
     def __iter__(self) -> Iterator[Frame]:
+        read = 0
         for index, file in enumerate(self.files):
             t0 = time.perf_counter()
-            rgb, alpha = read_image(file)
+            try:
+                rgb, alpha = read_image(file)
+            except InputError:
+                if not self.is_folder:
+                    raise
+                # One damaged picture should not cost the rest of the folder.
+                log.warning("skipping unreadable image %s", file)
+                continue
+            read += 1
             size = fit_size(rgb.shape[1], rgb.shape[0], self.max_side, self.fixed_size)
             image = resize(rgb, size)
             alpha = resize(alpha, size) if alpha is not None else None
             t1 = time.perf_counter()
             yield Frame(image, index, float(index), t1, decode_s=t1 - t0, name=file.name, alpha=alpha)
+        if not read:
+            raise InputError(f"none of the {len(self.files)} images in {self.path} could be read")
 
 
 def read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:

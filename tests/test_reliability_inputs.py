@@ -91,6 +91,41 @@ def test_unusable_inputs_are_one_line_errors(run, tmp_path: Path, make, message:
         assert "damaged" not in err
 
 
+def _damaged_images(folder: Path) -> list[Path]:
+    """A PNG and a JPEG cut in half, and text named .png."""
+    folder.mkdir(exist_ok=True)
+    damaged = []
+    for suffix in (".png", ".jpg"):
+        good = folder / f"good{suffix}"
+        cv2.imwrite(str(good), gradient(64, 48))
+        damaged.append(truncate(Path(shutil.copy(good, folder / f"cut{suffix}")), 0.5))
+        good.unlink()
+    (folder / "text.png").write_text("not an image")
+    return [*damaged, folder / "text.png"]
+
+
+def test_damaged_images_are_one_line_errors(run, tmp_path: Path) -> None:
+    for image in _damaged_images(tmp_path / "in"):
+        out = tmp_path / f"out-{image.stem}.png"
+        code, _, err = run(image, out)
+        assert_one_line_error(code, err, f"cannot read image {image}")
+        assert not out.exists()
+
+
+def test_folder_skips_damaged_images_and_keeps_the_rest(run, tmp_path: Path) -> None:
+    folder = tmp_path / "in"
+    _damaged_images(folder)
+    cv2.imwrite(str(folder / "fine.png"), gradient(64, 48))
+    code, out, err = run(folder, tmp_path / "styled")
+    assert code == 0, err
+    assert "skipping unreadable image" in err and "done: 1 frames" in out
+    assert sorted(p.name for p in (tmp_path / "styled").iterdir()) == ["fine.png"]
+    (folder / "fine.png").unlink()  # nothing readable left: an error, and no empty output folder
+    code, _, err = run(folder, tmp_path / "styled-again")
+    assert "none of the 3 images" in err.strip().splitlines()[-1] and code != 0
+    assert not (tmp_path / "styled-again").exists()
+
+
 # --- inputs that are damaged or unusual but usable ---------------------------------------------------
 
 
