@@ -203,6 +203,9 @@ def test_8k_frames_are_scaled_down_with_a_warning(tmp_path: Path, caplog: pytest
         frame = next(iter(src))
     assert src.size == (3840, 2160) and frame.image.shape == (2160, 3840, 3)
     assert "7680x4320" in caplog.text and "--max-side" in caplog.text
+    video = write_video(tmp_path / "8k.mkv", [np.zeros((4320, 7680, 3), np.uint8)], **INTRA)
+    with VideoSource(video) as src:
+        assert src.size == (3840, 2160) and next(iter(src)).image.shape == (2160, 3840, 3)
     w, h = fit_size(7680, 7680)  # any shape stays within the pixel budget, sides even
     assert w * h <= MAX_PIXELS and w % 2 == 0 and h % 2 == 0
     assert fit_size(7680, 4320, size=(7680, 4320)) == (7680, 4320)  # an explicit size is the user's call
