@@ -130,9 +130,9 @@ class VideoSource(Source):
         try:
             self.container = av.open(str(path), "r", timeout=10.0 if is_url else None)
         except (av.error.FFmpegError, UnicodeDecodeError) as e:
-            raise InputError(
-                f"cannot read {path} as video (not a video, or damaged): {e.strerror if hasattr(e, 'strerror') else e}"
-            ) from None
+            reason = e.strerror if hasattr(e, "strerror") else e
+            what = f"cannot open stream {path}" if is_url else f"cannot read {path} (not a video, or damaged)"
+            raise InputError(f"{what}: {reason}") from None
         if not self.container.streams.video:
             # An MP4 cut before its index (moov at the end) opens with no streams at all.
             hint = "" if self.container.streams else " (truncated or damaged file?)"

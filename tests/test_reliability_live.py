@@ -164,3 +164,12 @@ def test_slow_consumer_keeps_latency_bounded(cameras, tiny_model: Path) -> None:
     # Queues of old frames would grow the latency to the whole run (> 1 s by the end); the latest-frame
     # policy keeps it near one consumer step plus one inference, whatever the run's length.
     assert max(sink.latencies[len(sink.latencies) // 2 :]) < 0.5
+
+
+def test_unreachable_stream_is_a_one_line_error(
+    tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
+    # Port 9 (discard) on the loopback: refused at once, no network needed.
+    code, _, err = stylecast(capsys, "run", "rtsp://127.0.0.1:9/none", "-o", tmp_path / "o.mp4", "--model", tiny_model)
+    assert_one_line_error(code, err, "cannot open stream rtsp://127.0.0.1:9/none")
+    assert not (tmp_path / "o.mp4").exists()

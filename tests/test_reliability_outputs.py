@@ -202,3 +202,15 @@ def test_non_empty_output_folder_needs_overwrite(run, tmp_path: Path) -> None:
     assert read_image(styled / "a.png").shape == (24, 32, 3)
     code, _, err = run(folder, tmp_path / "new-folder")
     assert code == 0, err
+
+
+@pytest.mark.parametrize(
+    ("name", "options", "message"),
+    [("out.xyz", [], "unknown extension"), ("out.mp4", ["--codec", "nosuch"], "video codec 'nosuch' is not available")],
+)
+def test_unknown_output_format_or_codec(
+    run, video: Path, tmp_path: Path, name: str, options: list[str], message: str
+) -> None:
+    code, _, err = run(video, tmp_path / name, *options)
+    assert_one_line_error(code, err, message)
+    assert not (tmp_path / name).exists() and leftovers(tmp_path) == []
