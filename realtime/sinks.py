@@ -230,6 +230,9 @@ class VideoSink(Sink):
         except (av.error.FFmpegError, OSError) as e:
             self._discard()
             raise OutputError(f"finishing {self.path} failed: {e}") from None
+        except BaseException:  # a second Ctrl-C while finishing: abort, as the first one's message says
+            self._discard()
+            raise
         log.info("wrote %s (%d frames)", self.path, self.frames)
 
     def _close_containers(self) -> None:

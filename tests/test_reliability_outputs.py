@@ -29,6 +29,7 @@ from reliability_support import (
 from realtime import sinks
 from realtime.api import Stylizer
 from realtime.pipeline import RunStats
+from realtime.sources import Frame
 
 REPO = Path(__file__).resolve().parents[1]
 
@@ -214,3 +215,23 @@ def test_unknown_output_format_or_codec(
     code, _, err = run(video, tmp_path / name, *options)
     assert_one_line_error(code, err, message)
     assert not (tmp_path / name).exists() and leftovers(tmp_path) == []
+
+
+def test_second_ctrl_c_while_finishing_discards_the_output(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    out = tmp_path / "out.mp4"
+    sink = sinks.VideoSink(out, (32, 24))
+    for i in range(5):
+        sink.write(Frame(gradient(32, 24, i), i, i / 25, 0.0), gradient(32, 24, i))
+    finish = sink._close_containers
+    calls: list[int] = []
+
+    def interrupted_once() -> None:
+        calls.append(1)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        finish()
+
+    monkeypatch.setattr(sink, "_close_containers", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        sink.close(complete=False)
+    assert not out.exists() and leftovers(tmp_path) == []
