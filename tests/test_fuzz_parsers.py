@@ -21,7 +21,7 @@ from realtime.sinks import parse_bitrate
 from realtime.styles import Schedule, load_schedule, parse_style_spec, resolve_weights
 
 NAMES = ["candy", "mosaic", "wave", "1984"]  # a numeric-looking name must not be taken for an index
-FUZZ = settings(max_examples=300, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+FUZZ = settings(max_examples=200, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
 
 # Text built from the pieces the grammars use, plus anything else.
 spec_pieces = st.sampled_from([*NAMES, ":", ",", " ", "0", "1", ".5", "-1", "nan", "inf", "1e999", "²", "١", "x"])
