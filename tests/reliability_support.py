@@ -45,7 +45,7 @@ def write_video(
     codecs frame by frame and rewriting each packet's timestamps.
     """
     with av.open(str(path), "w") as c:
-        s = c.add_stream(codec, rate=fps)
+        s: Any = c.add_stream(codec, rate=fps)  # a VideoStream (PyAV types it as any stream)
         s.height, s.width = frames[0].shape[:2]
         s.pix_fmt = pix_fmt
         if time_base is not None:
@@ -123,7 +123,7 @@ def count_frames(path: Path) -> int:
 
 def video_pts(path: Path) -> list[int]:
     with av.open(str(path)) as c:
-        return [int(f.pts) for f in c.decode(video=0)]
+        return [f.pts for f in c.decode(video=0) if f.pts is not None]
 
 
 def write_subtitles_only(path: Path) -> Path:
