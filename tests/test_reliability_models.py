@@ -7,6 +7,8 @@ import io
 import json
 import logging
 import shutil
+import sys
+import types
 import zipfile
 from dataclasses import dataclass, field, replace
 from pathlib import Path
@@ -257,3 +259,43 @@ def test_damaged_int8_cache_is_calibrated_again(
         backend = OnnxBackend(generator, info, precision="int8")
     assert "calibrating again" in caplog.text and backend.describe() == "onnx/cpu/int8"
     assert _stylize(backend).shape == (1, 24, 32, 3)
+
+
+def test_engine_this_tensorrt_refuses_is_rebuilt_once(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    """A cached engine whose checks pass but which this TensorRT/driver cannot deserialize (say, after
+    a driver update) is rebuilt once, not a crash. TensorRT itself is replaced: no GPU here."""
+    from realtime.backends import tensorrt_backend
+
+    float32 = object()
+
+    class Engine:
+        def get_tensor_dtype(self, name: str) -> object:
+            return float32
+
+        def create_execution_context(self) -> object:
+            return object()
+
+    def load_engine(data: bytes) -> tuple[object, Engine | None]:
+        return object(), (Engine() if data == b"rebuilt" else None)
+
+    builds: list[bool] = []
+
+    def ensure_engine(generator, info, precision, profile, force=False):
+        builds.append(force)
+        path = tmp_path / "model.engine"
+        path.write_bytes(b"rebuilt" if force else b"from an older driver")
+        return path, types.SimpleNamespace(precision=precision)
+
+    monkeypatch.setitem(sys.modules, "realtime.tensorrt_engine", types.SimpleNamespace(load_engine=load_engine))
+    monkeypatch.setattr(trt_compile, "require_tensorrt", lambda route="tensorrt": "10.13.0")
+    monkeypatch.setattr(trt_compile, "ensure_engine", ensure_engine)
+    monkeypatch.setattr(tensorrt_backend, "_trt_float", lambda: float32)
+    monkeypatch.setattr(tensorrt_backend.TensorRTBackend, "_attach", lambda self, *args: None)
+    with caplog.at_level(logging.WARNING):
+        tensorrt_backend.TensorRTBackend(*load_model(tiny_model), device="cuda")
+    assert builds == [False, True] and "cannot load the cached engine" in caplog.text
+    monkeypatch.setattr(sys.modules["realtime.tensorrt_engine"], "load_engine", lambda data: (object(), None))
+    with pytest.raises(ModelError, match="cannot load the engine it just built"):
+        tensorrt_backend.TensorRTBackend(*load_model(tiny_model), device="cuda")
