@@ -12,6 +12,7 @@ import logging
 import math
 import os
 import time
+from abc import ABC, abstractmethod
 from collections import deque
 from collections.abc import Callable, Iterator
 from fractions import Fraction
@@ -31,13 +32,13 @@ log = logging.getLogger(__name__)
 ALPHA_SUFFIXES = (".png", ".webp", ".tif", ".tiff")
 
 
-class Sink:
+class Sink(ABC):
     #: set when the user asked to stop (window closed, q pressed)
     stop_requested: bool = False
 
+    @abstractmethod
     def write(self, frame: Frame, image: np.ndarray) -> None:
         """Take one stylized uint8 RGB ``image`` for the source ``frame`` it came from."""
-        raise NotImplementedError
 
     def close(self, complete: bool = True) -> None:  # noqa: B027 - sinks without resources need nothing
         """Finish the output, also after an interrupt (``complete=False``): flush, close, rename."""

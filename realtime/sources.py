@@ -12,6 +12,7 @@ import itertools
 import logging
 import re
 import time
+from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from dataclasses import dataclass
 from fractions import Fraction
@@ -79,7 +80,7 @@ def resize(image: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return cv2.resize(image, size, interpolation=cv2.INTER_AREA)
 
 
-class Source:
+class Source(ABC):
     live: bool = False
     #: frames per second when known (video/camera); None for images
     fps: float | None = None
@@ -93,8 +94,9 @@ class Source:
     rate: Fraction | None = None
     time_base: Fraction | None = None
 
+    @abstractmethod
     def __iter__(self) -> Iterator[Frame]:
-        raise NotImplementedError
+        """Yield frames in order until the source ends (files) or is closed (live)."""
 
     def close(self) -> None:  # noqa: B027 - sources without resources need nothing
         """Release files and devices."""
