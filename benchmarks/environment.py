@@ -83,7 +83,7 @@ def collect_environment() -> dict[str, Any]:
     import torch
 
     return {
-        "timestamp": datetime.datetime.now(datetime.timezone.utc).isoformat(timespec="seconds"),
+        "timestamp": datetime.datetime.now(datetime.UTC).isoformat(timespec="seconds"),
         "host": platform.node(),
         "os": platform.platform(),
         "python": platform.python_version(),

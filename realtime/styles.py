@@ -16,6 +16,7 @@ import json
 import math
 import threading
 import time
+import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 from pathlib import Path
@@ -23,7 +24,6 @@ from typing import Any, Literal
 
 import cv2
 import numpy as np
-import tomllib
 
 from realtime.errors import StyleError
 

@@ -264,7 +264,7 @@ class Trainer:
         if not self.dinfo.main:
             return
         infos = [StyleInfo(name, sha, thumbnail(img))
-                 for name, sha, img in zip(self.styles.names, self.styles.sha256, self.styles.images)]
+                 for name, sha, img in zip(self.styles.names, self.styles.sha256, self.styles.images, strict=True)]
         save_model(path, self.generator, infos, {**self.cfg.to_dict(), "steps_done": self.step}, self.perceptual)
 
     def save_samples(self, name: str) -> None:
