@@ -160,24 +160,22 @@ class Measurement:
         }
 
 
-def run_timed(
-    step: Callable[[int], Sequence[float]], stages: Sequence[str], budget: Budget, batch: int = 1
-) -> Measurement:
-    """Call ``step(i)`` (which returns its per-stage durations in ms) under ``budget``."""
+def _timed_loop(
+    step: Callable[[int], Sequence[float]], budget: Budget
+) -> tuple[list[Sequence[float]], list[float], float]:
+    """Warm up, then call ``step(i)`` under ``budget``: each call's durations, its host time (ms), the wall time (s)."""
     begin = time.perf_counter()
     for i in range(budget.warmup):
         step(i)
         if time.perf_counter() - begin >= budget.seconds:
             break
-    per_stage: list[list[float]] = [[] for _ in stages]
+    durations: list[Sequence[float]] = []
     frame: list[float] = []
     begin = time.perf_counter()
     while True:
         t0 = time.perf_counter()
-        durations = step(len(frame))
+        durations.append(step(len(frame)))
         frame.append((time.perf_counter() - t0) * 1e3)
-        for bucket, d in zip(per_stage, durations, strict=True):
-            bucket.append(d)
         elapsed = time.perf_counter() - begin
         n = len(frame)
         if (
@@ -185,7 +183,15 @@ def run_timed(
             or (n >= budget.min_iters and elapsed >= budget.seconds)
             or (n >= MIN_SAMPLES and elapsed >= budget.max_seconds)
         ):
-            break
+            return durations, frame, elapsed
+
+
+def run_timed(
+    step: Callable[[int], Sequence[float]], stages: Sequence[str], budget: Budget, batch: int = 1
+) -> Measurement:
+    """Call ``step(i)`` (which returns its per-stage durations in ms) under ``budget``."""
+    durations, frame, elapsed = _timed_loop(step, budget)
+    per_stage = list(zip(*durations, strict=True)) if durations else [()] * len(stages)
     return Measurement(
         stages={name: summarize(bucket) for name, bucket in zip(stages, per_stage, strict=True)},
         frame_latency_ms=summarize(frame),
@@ -193,6 +199,37 @@ def run_timed(
         batch=batch,
         samples_ms=frame,
     )
+
+
+def measure_interleaved(
+    steps: dict[str, tuple[Sequence[str], Callable[[int], Sequence[float]]]], budget: Budget
+) -> dict[str, Measurement]:
+    """Time several engines in alternation, one frame each per round, so they share the machine's load.
+
+    ``steps`` maps a name to (its stage names, its step). On a shared machine, measuring two engines
+    one after the other compares two different moments; alternating frame by frame compares the
+    engines. Each engine's fps is its frames over its own time (the others' turns excluded).
+    """
+    names = list(steps)
+
+    def round_(i: int) -> list[float]:
+        return [d for name in names for d in steps[name][1](i)]
+
+    durations, _, _ = _timed_loop(round_, budget)
+    out, offset = {}, 0
+    for name in names:
+        stages = steps[name][0]
+        per_stage = [[row[offset + k] for row in durations] for k in range(len(stages))]
+        frame = [sum(row[offset : offset + len(stages)]) for row in durations]
+        offset += len(stages)
+        out[name] = Measurement(
+            stages={stage: summarize(bucket) for stage, bucket in zip(stages, per_stage, strict=True)},
+            frame_latency_ms=summarize(frame),
+            fps=len(frame) * 1e3 / sum(frame),
+            batch=1,
+            samples_ms=frame,
+        )
+    return out
 
 
 def rotating_weights(num_styles: int, batch: int) -> Callable[[int], np.ndarray]:
@@ -218,8 +255,8 @@ def synthetic_frames(batch: int, width: int, height: int, seed: int = 0) -> np.n
     return np.clip(frames, 0, 255).astype(np.uint8)
 
 
-def measure_backend(backend: Backend, frames: np.ndarray, budget: Budget) -> Measurement:
-    """Latency per stage and throughput of ``backend`` on ``frames`` (uint8 ``[B,H,W,3]``)."""
+def backend_step(backend: Backend, frames: np.ndarray) -> Callable[[int], list[float]]:
+    """One timed upload/infer/download of ``frames`` (uint8 ``[B,H,W,3]``); returns the stage times in ms."""
     clock = clock_for(backend)
     weights = rotating_weights(backend.num_styles, frames.shape[0])
 
@@ -233,15 +270,20 @@ def measure_backend(backend: Backend, frames: np.ndarray, budget: Budget) -> Mea
         clock.mark()
         return clock.durations_ms()
 
-    return run_timed(step, BACKEND_STAGES, budget, batch=frames.shape[0])
+    return step
 
 
-def measure_call(call: Callable[[], Any], budget: Budget, stage: str = "infer") -> Measurement:
-    """Latency and throughput of a plain host call (e.g. the peer's engine), as one stage."""
+def call_step(call: Callable[[], Any]) -> Callable[[int], list[float]]:
+    """A plain host call (e.g. the peer's engine) as a one-stage step."""
 
     def step(_: int) -> list[float]:
         t0 = time.perf_counter()
         call()
         return [(time.perf_counter() - t0) * 1e3]
 
-    return run_timed(step, (stage,), budget)
+    return step
+
+
+def measure_backend(backend: Backend, frames: np.ndarray, budget: Budget) -> Measurement:
+    """Latency per stage and throughput of ``backend`` on ``frames`` (uint8 ``[B,H,W,3]``)."""
+    return run_timed(backend_step(backend, frames), BACKEND_STAGES, budget, batch=frames.shape[0])

@@ -27,7 +27,7 @@ import torch
 from benchmarks import latency, quality
 from benchmarks.environment import collect_environment
 from benchmarks.peer import Peer, load_peer
-from benchmarks.report import PEER, STYLECAST
+from benchmarks.report import PAIRED, PEER, STYLECAST
 from calibration.frames import sample_video_path
 from realtime.backends.base import Backend
 from realtime.errors import BackendUnavailable, InputError, StylecastError
@@ -260,18 +260,40 @@ class Run:
                 finally:
                     backend.close()
 
-    def measure_peer(self, peer: Peer) -> None:
-        spec = BackendSpec("onnxruntime", "fp32", "cpu")
+    def measure_peer(self, peer: Peer, model: BenchModel, specs: list[BackendSpec]) -> None:
+        """The peer at each resolution, alternating frame by frame with stylecast's fastest CPU configuration.
+
+        Both engines then see the same machine load, so their ratio holds on a busy machine too.
+        """
+        peer_spec = BackendSpec("onnxruntime", "fp32", "cpu")
         style = 0
         for size in self.cfg.resolutions:
-            frame = latency.synthetic_frames(1, *size)[0]
             res = latency.resolution_name(*size)
-            self._step(f"peer api {res}")
-            api = latency.measure_call(lambda frame=frame: peer.stylize(frame, style), self.cfg.budget)
-            self._row(PEER, "multistyle26", spec, size, api, peer.threads, variant="api")
-            self._step(f"peer session {res}")
-            net = latency.measure_call(peer.session_call(frame, style), self.cfg.budget)
-            self._row(PEER, "multistyle26", spec, size, net, peer.threads, variant="session")
+            frames = latency.synthetic_frames(1, *size)
+            mine = [
+                r
+                for r in self.latency
+                if (r["model"], r["device"], r["resolution"], r["batch"]) == (model.arch, "cpu", res, 1)
+            ]
+            best = max(mine, key=lambda r: r["fps"], default=None)
+            spec = next(
+                (s for s in specs if best and (s.backend, s.precision) == (best["backend"], best["precision"])), None
+            )
+            if spec is None:
+                self.note(f"peer comparison at {res} skipped: no stylecast CPU figure to pair it with")
+                continue
+            self._step(f"peer vs stylecast {spec.backend}/{spec.precision} {res}")
+            with opened(spec, model) as backend:
+                steps = {
+                    "stylecast": (latency.BACKEND_STAGES, latency.backend_step(backend, frames)),
+                    "api": (("infer",), latency.call_step(lambda f=frames[0]: peer.stylize(f, style))),
+                    "session": (("infer",), latency.call_step(peer.session_call(frames[0], style))),
+                }
+                paired = latency.measure_interleaved(steps, self.cfg.budget)
+                threads = _threads(backend)
+            self._row(STYLECAST, model.arch, spec, size, paired["stylecast"], threads, variant=PAIRED)
+            for variant in ("api", "session"):
+                self._row(PEER, "multistyle26", peer_spec, size, paired[variant], peer.threads, variant=variant)
 
     # --- streaming pipeline -------------------------------------------------------------------------
 
@@ -447,9 +469,11 @@ class Run:
         interrupted = False
         try:
             self.measure_backends(models, specs)
-            if peer is not None:
-                self.measure_peer(peer)
             trained = next((m for m in models if not m.random_init), None)
+            if peer is not None and cfg.device == "cpu":
+                self.measure_peer(peer, trained or models[0], specs)
+            elif peer is not None:
+                self.note("peer comparison skipped: the peer runs on the CPU; run bench with --device cpu for it")
             if cfg.pipeline and trained is not None:
                 self.measure_pipelines(trained, specs)
             if cfg.quality and trained is not None:

