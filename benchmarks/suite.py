@@ -11,6 +11,7 @@ training package) are skipped with a note in the result, never a failure.
 
 from __future__ import annotations
 
+import functools
 import itertools
 import logging
 import os
@@ -286,7 +287,7 @@ class Run:
             with opened(spec, model) as backend:
                 steps = {
                     "stylecast": (latency.BACKEND_STAGES, latency.backend_step(backend, frames)),
-                    "api": (("infer",), latency.call_step(lambda f=frames[0]: peer.stylize(f, style))),
+                    "api": (("infer",), latency.call_step(functools.partial(peer.stylize, frames[0], style))),
                     "session": (("infer",), latency.call_step(peer.session_call(frames[0], style))),
                 }
                 paired = latency.measure_interleaved(steps, self.cfg.budget)
@@ -313,6 +314,7 @@ class Run:
             return
         with VideoSource(self.cfg.clip) as probe:
             native = probe.size
+        assert native is not None  # a video source always knows its frame size
         sizes = [s for s in self.cfg.resolutions if s[0] <= native[0] and s[1] <= native[1]]
         if not sizes:
             self.note(f"pipeline benchmark skipped: every resolution is larger than the clip ({native[0]}x{native[1]})")
