@@ -152,7 +152,7 @@ def load_model(path: Path | str | None = None) -> tuple[Generator, ModelInfo]:
         thumbs = payload.get("thumbnails") or [None] * len(style_dicts)
         styles = tuple(
             StyleInfo(d["name"], d.get("source_sha256", ""), t if t is not None and t.numel() else None)
-            for d, t in zip(style_dicts, thumbs, strict=True)
+            for d, t in zip(style_dicts, thumbs, strict=False)
         )
         generator = Generator(cfg)
         state = {k: v.float() for k, v in payload["state_dict"].items()}
