@@ -100,9 +100,9 @@ def broadcast_parameters(module: torch.nn.Module, dinfo: DistInfo) -> None:
 
 
 def generator_config(cfg: TrainConfig, num_styles: int) -> GeneratorConfig:
-    base = PRESETS[cfg.arch] if cfg.arch in PRESETS else None
-    if base is None:
+    if cfg.arch not in PRESETS:
         raise StylecastError(f"unknown architecture {cfg.arch!r}; choose from {', '.join(PRESETS)}")
+    base = PRESETS[cfg.arch]
     return replace(
         base,
         num_styles=num_styles,
