@@ -70,7 +70,8 @@ def sub_resolution_convs(onnx_path: Path, num_styles: int) -> tuple[list[str], l
     session = ort.InferenceSession(model.SerializeToString(), providers=["CPUExecutionProvider"])
     frame = np.zeros((h, w, 3), np.uint8)
     values = dict(zip([o.name for o in session.get_outputs()], session.run(None, model_feeds(frame, np.eye(num_styles)[0])), strict=True))
-    inner, full = [], []
+    inner: list[str] = []
+    full: list[str] = []
     for node in convs:
         shapes = {values[node.input[0]].shape[2:], values[node.output[0]].shape[2:]}
         (full if (h, w) in shapes else inner).append(node.name)

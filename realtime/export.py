@@ -55,7 +55,7 @@ def export_onnx(generator: Generator, info: ModelInfo, path: Path | str, opset: 
         torch.onnx.export(
             generator.eval(),
             (frames, weights),
-            buf,
+            buf,  # type: ignore[arg-type]  # the TorchScript exporter writes file objects too
             input_names=list(INPUT_NAMES),
             output_names=[OUTPUT_NAME],
             dynamic_axes={

@@ -36,11 +36,11 @@ def list_images(folder: str | Path) -> list[Path]:
 def read_rgb(path: Path, max_side: int | None = None) -> torch.Tensor:
     """uint8 ``[3,H,W]``, optionally downscaled so the long side is at most ``max_side``."""
     try:
-        with Image.open(path) as im:
-            im = im.convert("RGB")
+        with Image.open(path) as src:
+            im = src.convert("RGB")
             if max_side and max(im.size) > max_side:
                 s = max_side / max(im.size)
-                im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.LANCZOS)
+                im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.Resampling.LANCZOS)
             arr = np.asarray(im)
     except OSError as e:
         raise InputError(f"cannot read image {path}: {e}") from e
@@ -58,7 +58,7 @@ def video_frames(path: str | Path, every: int = 5, max_side: int = 640) -> list[
                     img = frame.to_image()
                     if max(img.size) > max_side:
                         s = max_side / max(img.size)
-                        img = img.resize((round(img.width * s), round(img.height * s)), Image.LANCZOS)
+                        img = img.resize((round(img.width * s), round(img.height * s)), Image.Resampling.LANCZOS)
                     frames.append(torch.from_numpy(np.asarray(img).copy()).permute(2, 0, 1))
     except av.FFmpegError as e:
         raise InputError(f"cannot decode {path}: {e}") from e

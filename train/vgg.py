@@ -80,6 +80,9 @@ def _load_state(src: VGGSource) -> dict[str, torch.Tensor]:
 class VGGFeatures(nn.Module):
     """Frozen VGG trunk returning the requested ReLU activations for RGB input in [0, 1]."""
 
+    mean: torch.Tensor
+    scale: torch.Tensor
+
     def __init__(self, src: VGGSource, layers: tuple[str, ...]) -> None:
         super().__init__()
         state = _load_state(src)
@@ -98,8 +101,7 @@ class VGGFeatures(nn.Module):
             if i in conv_idx:
                 w = state[f"features.{i}.weight"]
                 conv = nn.Conv2d(w.shape[1], w.shape[0], w.shape[2], padding=w.shape[2] // 2)
-                conv.weight.data.copy_(w)
-                conv.bias.data.copy_(state[f"features.{i}.bias"])
+                conv.load_state_dict({"weight": w, "bias": state[f"features.{i}.bias"]})
                 modules.append(conv)
             elif i - 1 in conv_idx:
                 modules.append(nn.ReLU(inplace=False))
