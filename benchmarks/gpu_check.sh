@@ -1,11 +1,13 @@
 #!/usr/bin/env bash
 # One-shot GPU check for a borrowed CUDA machine, about 4 minutes in all:
 #   1. the CUDA tests (pytest -m cuda; synthetic frames, no PyAV needed),
-#   2. the GPU benchmark: torch CUDA fp32/fp16, CUDA graphs and eager (both channels_last), the fast
+#   2. the GPU benchmark: torch CUDA fp32/fp16, CUDA graphs and eager, the fast
 #      and the quality architecture at 1080p and 720p, batch 1 plus a batch-8 throughput figure at
-#      1080p, timed with CUDA events.
-# Results go to $OUT (default ./gpu-check): env.txt, cuda-tests.txt, bench-cudagraph/ and bench-eager/
-# (bench.json + bench.md each).
+#      1080p, timed with CUDA events,
+#   3. where `import tensorrt` works: TensorRT FP16 and INT8 engines of both architectures at 1080p
+#      and 720p (the engine builds take minutes the first time; they land in the engine cache).
+# Results go to $OUT (default ./gpu-check): env.txt, cuda-tests.txt, bench-cudagraph/, bench-eager/
+# and bench-tensorrt/ (bench.json + bench.md each).
 # Uses the machine's python3 with PYTHONPATH=. (no install needed): torch with CUDA, numpy, onnx,
 # onnxruntime, opencv, rich are enough; PyAV, matplotlib and pytest are optional.
 set -u
@@ -34,7 +36,7 @@ for name in ("numpy", "onnxruntime", "cv2", "av", "tensorrt", "pytest", "matplot
 EOF
 } 2>&1 | tee "$OUT/env.txt"
 
-echo "== 1/2 CUDA tests ($((SECONDS - start)) s)"
+echo "== 1/3 CUDA tests ($((SECONDS - start)) s)"
 if "$PY" -c "import pytest" 2>/dev/null; then
   # Test modules that need packages this machine lacks (PyAV, hypothesis) fail to import; the CUDA
   # tests in the others still run.
@@ -45,7 +47,7 @@ else
   echo "pytest is not installed here: CUDA tests skipped" | tee "$OUT/cuda-tests.txt"
 fi
 
-echo "== 2/2 GPU benchmark ($((SECONDS - start)) s)"
+echo "== 2/3 GPU benchmark ($((SECONDS - start)) s)"
 # The full CLI imports every sub-command; if one of them cannot import here, run bench on its own.
 if "$PY" -m realtime --help >/dev/null 2>"$OUT/cli-import.txt"; then
   bench=("$PY" -m realtime bench)
@@ -62,3 +64,13 @@ timeout -s INT 100 "${bench[@]}" "${common[@]}" --cuda-graphs on --batch-sizes 1
 echo "bench (CUDA graphs) exit code: ${PIPESTATUS[0]} ($((SECONDS - start)) s)" | tee -a "$OUT/bench-cudagraph.log"
 timeout -s INT 60 "${bench[@]}" "${common[@]}" --cuda-graphs off -o "$OUT/bench-eager" 2>&1 | tee "$OUT/bench-eager.log"
 echo "bench (eager) exit code: ${PIPESTATUS[0]} ($((SECONDS - start)) s in all)" | tee -a "$OUT/bench-eager.log"
+
+echo "== 3/3 TensorRT engines ($((SECONDS - start)) s)"
+if "$PY" -c "import tensorrt" 2>/dev/null; then
+  trt=(--device cuda --backends tensorrt --precisions fp16,int8 --archs fast,quality --resolutions 1080p,720p
+    --seconds 0.5 --min-iters 20 --warmup 3 --no-pipeline --no-quality --no-peer --no-plots)
+  timeout -s INT 420 "${bench[@]}" "${trt[@]}" -o "$OUT/bench-tensorrt" 2>&1 | tee "$OUT/bench-tensorrt.log"
+  echo "bench (TensorRT) exit code: ${PIPESTATUS[0]} ($((SECONDS - start)) s in all)" | tee -a "$OUT/bench-tensorrt.log"
+else
+  echo "tensorrt does not import here: no engine latency measured" | tee "$OUT/bench-tensorrt.log"
+fi

@@ -38,6 +38,17 @@ log = logging.getLogger(__name__)
 METHODS = {"minmax": "MinMax", "entropy": "Entropy", "percentile": "Percentile"}
 #: Percentile keeps 99.999% of activations; outliers beyond it clip instead of stretching the scale.
 PERCENTILE = 99.999
+#: onnxruntime ``quantize_static`` extra options of every Q/DQ graph stylecast writes.
+QDQ_OPTIONS = {
+    # Signed int8 with zero point 0 for activations too: TensorRT accepts only symmetric INT8 Q/DQ,
+    # and one artifact serves both runtimes. Measured against asymmetric uint8 on the 2-core CPU
+    # (trained default model): the same speed, 1.2-1.5 dB lower PSNR, still far above the gate.
+    "WeightSymmetric": True,
+    "ActivationSymmetric": True,
+    # Float biases, as NVIDIA's own Q/DQ tools write them (TensorRT quantizes biases itself); ONNX
+    # Runtime still fuses DQ -> Conv -> Q into QLinearConv (checked: nine QLinearConv either way).
+    "QuantizeBias": False,
+}
 
 
 def model_feeds(frame: np.ndarray, weights: np.ndarray) -> dict[str, np.ndarray]:
@@ -84,7 +95,7 @@ class _DropPreprocessHint(logging.Filter):
 
 
 @contextlib.contextmanager
-def _quiet_onnxruntime() -> Iterator[None]:
+def quiet_onnxruntime() -> Iterator[None]:
     """onnxruntime's quantizer prints progress and advises a pre-processing step that fails on this
     graph (symbolic shape inference cannot follow the size-dependent padding): send both to debug."""
     root = logging.getLogger()
@@ -138,17 +149,7 @@ def quantize_qdq(
         # onnxruntime reads an empty node list as "all nodes"; nothing to quantize is the FP32 graph.
         shutil.copyfile(fp32_path, out_path)
         return out_path
-    extra = {
-        # Signed int8 with zero point 0 for activations too: TensorRT accepts only symmetric INT8 Q/DQ,
-        # and one artifact serves both runtimes. Measured against asymmetric uint8 on the 2-core CPU
-        # (trained default model): the same speed, 1.2-1.5 dB lower PSNR, still far above the gate.
-        "WeightSymmetric": True,
-        "ActivationSymmetric": True,
-        # Float biases, as NVIDIA's own Q/DQ tools write them (TensorRT quantizes biases itself); ONNX
-        # Runtime still fuses DQ -> Conv -> Q into QLinearConv (checked: nine QLinearConv either way).
-        "QuantizeBias": False,
-        "CalibPercentile": PERCENTILE,
-    }
+    extra = {**QDQ_OPTIONS, "CalibPercentile": PERCENTILE}
     if calibrate:
         log.info("calibrating activation ranges (%s) on %d frames", method, len(frames))
     ranges_cache.parent.mkdir(parents=True, exist_ok=True)
@@ -157,7 +158,7 @@ def quantize_qdq(
     with tempfile.TemporaryDirectory(dir=ranges_cache.parent, prefix=".calibrating.") as tmp:
         cache_arg = Path(tmp) / ranges_cache.name if calibrate else ranges_cache
         try:
-            with _quiet_onnxruntime():
+            with quiet_onnxruntime():
                 quantize_static(
                     str(fp32_path),
                     str(out_path),

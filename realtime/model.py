@@ -72,11 +72,27 @@ class CondInstanceNorm(nn.Module):
         self.beta = nn.Parameter(torch.zeros(num_styles, channels))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        # Statistics in fp32: fp16 variance over a 1080p plane overflows/underflows.
-        y = F.instance_norm(x.float(), eps=1e-5).to(x.dtype)
-        gamma = (w @ self.gamma).to(x.dtype)[:, :, None, None]
-        beta = (w @ self.beta).to(x.dtype)[:, :, None, None]
-        return y * gamma + beta
+        gamma = (w.float() @ self.gamma.float())[:, :, None, None]
+        beta = (w.float() @ self.beta.float())[:, :, None, None]
+        if not x.is_cuda or torch.onnx.is_in_onnx_export():
+            # The graph keeps InstanceNormalization: ONNX Runtime and TensorRT run it as one fused
+            # kernel, and the INT8 calibration finds the norms by that op type.
+            y = F.instance_norm(x.float(), eps=1e-5)
+            return (y * gamma + beta).to(x.dtype)
+        return affine_instance_norm(x, gamma, beta)
+
+
+def affine_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:
+    """``instance_norm(x) * gamma + beta`` folded into one multiply-add pass over ``x``.
+
+    The per-channel scale and shift are computed from fp32 statistics (an fp16 variance over a 1080p
+    plane overflows), and the only full-size pass runs in ``x``'s own dtype. Measured on an H100 with
+    the quality model at 1080p fp16, the unfolded form (fp32 copy, norm, cast back, multiply, add)
+    spent more time in these memory-bound passes than in all the convolutions.
+    """
+    var, mean = torch.var_mean(x.float(), dim=(2, 3), keepdim=True, correction=0)
+    scale = gamma * torch.rsqrt(var + eps)
+    return torch.addcmul((beta - mean * scale).to(x.dtype), x, scale.to(x.dtype))
 
 
 class ConvNormAct(nn.Module):

@@ -161,6 +161,14 @@ def _panning_clip(frames: int = 5, shift: int = 3) -> list[np.ndarray]:
     return [np.ascontiguousarray(scene[:, t * shift : t * shift + 160]) for t in range(frames)]
 
 
+def test_int8_conv_chain_ceiling_times_both_precisions() -> None:
+    from benchmarks.int8_cpu import conv_chain_ceiling
+
+    c = conv_chain_ceiling(8, (24, 16), threads=1, iters=3)
+    assert (c["channels"], c["plane"]) == (8, [24, 16])
+    assert c["fp32_ms"]["p50"] > 0 and c["int8_ms"]["p50"] > 0 and c["speedup_median_of_pairs"] > 0
+
+
 def test_psnr_and_ssim() -> None:
     a = _texture(64, 80)
     assert quality.psnr(a, a) == float("inf")

@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import io
 import json
 import zipfile
@@ -11,7 +12,15 @@ import pytest
 import torch
 
 from realtime.errors import ModelError
-from realtime.model import PRESETS, CondInstanceNorm, Generator, GeneratorConfig, conv_gmacs, count_params
+from realtime.model import (
+    PRESETS,
+    CondInstanceNorm,
+    Generator,
+    GeneratorConfig,
+    affine_instance_norm,
+    conv_gmacs,
+    count_params,
+)
 from realtime.modelfile import FORMAT_VERSION, StyleInfo, load_model, save_model
 from tests.conftest import TINY_STYLES
 
@@ -54,6 +63,28 @@ def test_styles_differ_and_blend_is_cin_interpolation(generator: Generator) -> N
         + ((norm.beta[0] + norm.beta[1]) / 2)[None, :, None, None]
     torch.testing.assert_close(mixed, manual)
     assert not torch.allclose(blend, outs[0:1]) and not torch.allclose(blend, outs[1:2])
+
+
+@pytest.mark.parametrize("dtype", [torch.float32, torch.float16])
+def test_folded_norm_equals_instance_norm_then_affine(dtype: torch.dtype) -> None:
+    torch.manual_seed(0)
+    # Values around 300: an fp16 variance of them (~9e4) would overflow; the statistics must not.
+    x = (torch.randn(2, 6, 24, 40) * 300 + 50).to(dtype)
+    gamma, beta = torch.randn(2, 6, 1, 1), torch.randn(2, 6, 1, 1)
+    expected = torch.nn.functional.instance_norm(x.float(), eps=1e-5) * gamma + beta
+    got = affine_instance_norm(x, gamma, beta)
+    assert got.dtype == dtype and torch.isfinite(got).all()
+    torch.testing.assert_close(got.float(), expected, atol=2e-2 if dtype == torch.float16 else 1e-5, rtol=1e-2)
+
+
+@pytest.mark.cuda
+@pytest.mark.skipif(not torch.cuda.is_available(), reason="needs CUDA")
+def test_cuda_fp16_generator_matches_cpu_fp32(generator: Generator) -> None:
+    x, w = torch.rand(1, 3, 64, 96), torch.tensor([[0.2, 0.8, 0.0]])
+    with torch.no_grad():
+        expected = generator(x, w)
+        on_gpu = copy.deepcopy(generator).cuda().half()(x.cuda().half(), w.cuda().half())
+    torch.testing.assert_close(on_gpu.float().cpu(), expected, atol=1e-2, rtol=0)
 
 
 def test_batch_items_are_independent(generator: Generator) -> None:
