@@ -16,6 +16,7 @@ plus FP16 elsewhere). Engines are cached (``realtime.engine_cache``): a hit only
 from __future__ import annotations
 
 import argparse
+import inspect
 import logging
 import shutil
 from dataclasses import dataclass
@@ -134,7 +135,15 @@ def engine_key(info: ModelInfo, precision: str, profile: ShapeProfile, route: st
     version = require_tensorrt(route)
     gpu, capability = gpu_identity()
     graph_sha = file_sha256(graph) if graph is not None else ""
-    return EngineKey(info.sha256, precision, profile.spec(), gpu, capability, version, route, graph_sha)
+    frontend = _frontend_versions() if route == "torch-tensorrt" else ""
+    return EngineKey(info.sha256, precision, profile.spec(), gpu, capability, version, route, graph_sha, frontend)
+
+
+def _frontend_versions() -> str:
+    import torch
+    import torch_tensorrt
+
+    return f"torch {torch.__version__}, torch-tensorrt {torch_tensorrt.__version__}"
 
 
 def _source_graph(generator: Generator, info: ModelInfo, precision: str, frames: str | Path | None, method: str) -> Path:
@@ -198,15 +207,38 @@ def _build_torch_tensorrt(generator: Generator, info: ModelInfo, precision: str,
     compiled = torch_tensorrt.dynamo.compile(
         export_for_dynamo(generator, profile),
         inputs=inputs,
-        enabled_precisions={torch.float16} if precision == "fp16" else {torch.float32},
         workspace_size=int(workspace_gb * (1 << 30)),
         min_block_size=1,
+        **_precision_options(torch_tensorrt.dynamo.compile, precision),
     )
     example = [torch.rand(*profile.opt, device="cuda"), torch.full((profile.opt[0], n), 1.0 / n, device="cuda")]
     with tempfile.TemporaryDirectory() as tmp:
         path = Path(tmp) / "engine.ep"
-        torch_tensorrt.save(compiled, str(path), output_format="exported_program", inputs=example)
+        # retrace=False serializes the compiled graph with its symbolic shapes. Newer torch-tensorrt
+        # defaults to retrace=True (pytorch/TensorRT#3875), which re-exports from the example alone and
+        # so pins the program to the opt shape: every other frame size would fail its guards on load.
+        torch_tensorrt.save(compiled, str(path), output_format="exported_program", inputs=example, retrace=False)
         return path.read_bytes()
+
+
+def _precision_options(compile_fn: Any, precision: str) -> dict[str, Any]:
+    """``torch_tensorrt.dynamo.compile`` keywords that make an fp32 or fp16 engine on this torch-tensorrt.
+
+    ``enabled_precisions`` only works with weak typing. torch-tensorrt 2.10 made strong typing
+    (``use_explicit_typing=True``) the default and then rejects ``enabled_precisions={torch.float16}``
+    with an AssertionError, so weak typing is asked for explicitly (TensorRT 10 still has it). Releases
+    without ``enabled_precisions`` are strongly typed only: FP16 comes from their rule-based autocast.
+    """
+    import torch
+
+    params = inspect.signature(compile_fn).parameters
+    fp16 = precision == "fp16"
+    if "enabled_precisions" not in params:
+        return {"enable_autocast": True, "autocast_low_precision_type": torch.float16} if fp16 else {}
+    options: dict[str, Any] = {"enabled_precisions": {torch.float16} if fp16 else {torch.float32}}
+    if "use_explicit_typing" in params:
+        options["use_explicit_typing"] = False
+    return options
 
 
 def ensure_engine(

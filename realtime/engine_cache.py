@@ -1,8 +1,9 @@
 """The engine cache: a built TensorRT engine is reused as long as everything it depends on is unchanged.
 
 An engine is valid only for the model weights (and, for INT8, the calibrated graph), precision and
-shape profile it was built with, and only on the GPU architecture and TensorRT version that built it. All of these form the key; its SHA-256
-names the files. Beside each engine a JSON file records the key and the engine's own SHA-256, so a
+shape profile it was built with, and only on the GPU architecture and TensorRT version that built it
+(for the torch-tensorrt route, also the torch and torch-tensorrt versions). All of these form the key;
+its SHA-256 names the files. Beside each engine a JSON file records the key and the engine's own SHA-256, so a
 stale entry (key mismatch, other format) or a corrupt one (truncated, edited) is noticed on load,
 reported with a warning and rebuilt: the cache never crashes a run and never serves a wrong engine.
 """
@@ -41,6 +42,9 @@ class EngineKey:
     #: SHA-256 of the ONNX graph the engine is built from (the FP32 export or the calibrated Q/DQ graph,
     #: which differs per calibration method and frames); empty for the torch-tensorrt route
     graph_sha256: str = ""
+    #: torch and torch-tensorrt versions for the torch-tensorrt route, whose ExportedProgram holds their
+    #: graph and runtime ops and is loaded by them, not by TensorRT alone; empty for the tensorrt route
+    frontend_versions: str = ""
 
     def digest(self) -> str:
         return hashlib.sha256(json.dumps(asdict(self), sort_keys=True).encode()).hexdigest()
@@ -92,7 +96,7 @@ class EngineCache:
         if not isinstance(meta, dict) or meta.get("format") != CACHE_FORMAT:
             return "written by another stylecast version"
         if meta.get("key") != asdict(key):
-            return "built for another model, precision, profile, GPU or TensorRT version"
+            return "built for another model, precision, profile, GPU or TensorRT (or torch-tensorrt) version"
         if meta.get("engine_sha256") != hashlib.sha256(data).hexdigest():
             return "engine file is corrupt (checksum mismatch)"
         return None

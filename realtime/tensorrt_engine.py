@@ -108,11 +108,7 @@ def build_engine(spec: BuildSpec) -> bytes:
         trt.Dims(list(_weights_shape(spec.max_shape, spec.num_styles))),
     )
     config.add_optimization_profile(profile)
-    cache_bytes = spec.timing_cache.read_bytes() if spec.timing_cache.is_file() else b""
-    timing_cache = config.create_timing_cache(cache_bytes)
-    if not config.set_timing_cache(timing_cache, ignore_mismatch=False):
-        log.warning("timing cache %s does not match this GPU/TensorRT; starting a new one", spec.timing_cache)
-        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+    _use_timing_cache(config, spec.timing_cache)
     start = time.perf_counter()
     serialized = builder.build_serialized_network(network, config)
     if serialized is None:
@@ -125,6 +121,18 @@ def build_engine(spec: BuildSpec) -> bytes:
     return bytes(serialized)
 
 
+def _use_timing_cache(config: trt.IBuilderConfig, path: Path) -> None:
+    """Attach the timing cache saved at ``path``, or a new one when it is missing, unreadable or foreign."""
+    data = path.read_bytes() if path.is_file() else b""
+    # create_timing_cache gives None for a blob it cannot parse (trtexec checks for exactly that), and
+    # set_timing_cache refuses a cache from another device; either way the build starts from scratch.
+    cache = config.create_timing_cache(data) if data else None
+    if cache is None or not config.set_timing_cache(cache, ignore_mismatch=False):
+        if data:
+            log.warning("timing cache %s is unreadable or from another GPU/TensorRT; starting a new one", path)
+        config.set_timing_cache(config.create_timing_cache(b""), ignore_mismatch=False)
+
+
 def load_engine(data: bytes) -> tuple[trt.Runtime, trt.ICudaEngine | None]:
     """Deserialize an engine; the engine is None when this TensorRT/GPU cannot use it (the caller rebuilds).
 
@@ -132,7 +140,3 @@ def load_engine(data: bytes) -> tuple[trt.Runtime, trt.ICudaEngine | None]:
     """
     runtime = trt.Runtime(LOGGER)
     return runtime, runtime.deserialize_cuda_engine(data)
-
-
-def tensorrt_version() -> str:
-    return str(trt.__version__)

@@ -79,6 +79,7 @@ def test_every_key_field_changes_the_digest() -> None:
         ("tensorrt_version", "10.14.0"),
         ("route", "torch-tensorrt"),
         ("graph_sha256", "c" * 64),
+        ("frontend_versions", "torch 2.9.0, torch-tensorrt 2.9.0"),
     ]:
         changed = EngineKey(**{**KEY.__dict__, field: value})
         assert changed.digest() != base, field
@@ -134,6 +135,18 @@ def test_unwritable_cache_is_a_clear_error(tmp_path: Path) -> None:
         cache.check_writable()
     with pytest.raises(OutputError, match="cannot write the engine cache"):
         cache.store(KEY, b"engine")
+
+
+def test_torch_tensorrt_engines_are_keyed_by_torch_and_torch_tensorrt(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    """An ExportedProgram is loaded by torch and torch-tensorrt: upgrading either must not serve the old one."""
+    monkeypatch.setattr(trt_compile, "require_tensorrt", lambda route="tensorrt": "10.13.0")
+    monkeypatch.setattr(trt_compile, "gpu_identity", lambda: ("Fake GPU", "9.0"))
+    monkeypatch.setitem(sys.modules, "torch_tensorrt", types.SimpleNamespace(__version__="2.10.0"))
+    _, info = load_model(tiny_model)
+    profile = parse_shapes("1x3x64x64")
+    key = trt_compile.engine_key(info, "fp16", profile, "torch-tensorrt")
+    assert key.frontend_versions == f"torch {torch.__version__}, torch-tensorrt 2.10.0"
+    assert trt_compile.engine_key(info, "fp16", profile).frontend_versions == ""
 
 
 # --- ensure_engine's cache logic, with the TensorRT-specific parts replaced ---------------------------
@@ -212,6 +225,69 @@ def test_old_tensorrt_is_refused(monkeypatch: pytest.MonkeyPatch) -> None:
     monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(__version__="8.6.1"))
     with pytest.raises(BackendUnavailable, match="TensorRT 8.6.1 is too old"):
         trt_compile.require_tensorrt()
+
+
+def _tensorrt_engine_with_fake_tensorrt(monkeypatch: pytest.MonkeyPatch) -> types.ModuleType:
+    """realtime.tensorrt_engine executed against a stand-in for what it uses of tensorrt at import time.
+
+    Registered in sys.modules only for the test (dataclasses look their module up there), so the real
+    module, where TensorRT is installed, comes back afterwards.
+    """
+
+    class Interface:  # the pybind11 trampolines the module subclasses
+        def __init__(self) -> None:
+            pass
+
+    class ILogger(Interface):
+        Severity = types.SimpleNamespace(INTERNAL_ERROR=0, ERROR=1, WARNING=2, INFO=3, VERBOSE=4)
+
+    monkeypatch.setitem(sys.modules, "tensorrt", types.SimpleNamespace(ILogger=ILogger, IProgressMonitor=Interface))
+    spec = importlib.util.find_spec("realtime.tensorrt_engine")
+    assert spec is not None and spec.loader is not None
+    module = importlib.util.module_from_spec(spec)
+    monkeypatch.setitem(sys.modules, spec.name, module)
+    spec.loader.exec_module(module)
+    return module
+
+
+class _FakeBuilderConfig:
+    """create_timing_cache/set_timing_cache as TensorRT answers them: None for an unparsable blob,
+    False from set_timing_cache for a cache made on another device."""
+
+    def __init__(self, same_device: bool = True) -> None:
+        self.same_device = same_device
+        self.attached: list[bytes] = []
+
+    def create_timing_cache(self, data: bytes) -> bytes | None:
+        return None if data.startswith(b"garbage") else bytes(data)
+
+    def set_timing_cache(self, cache: bytes, ignore_mismatch: bool) -> bool:
+        assert cache is not None and not ignore_mismatch
+        self.attached.append(cache)
+        return self.same_device or cache == b""
+
+
+@pytest.mark.parametrize(
+    ("content", "same_device", "attached", "warns"),
+    [
+        (None, True, [b""], False),  # first build: a new cache, silently
+        (b"timings", True, [b"timings"], False),
+        (b"garbage", True, [b""], True),  # truncated or damaged file
+        (b"timings", False, [b"timings", b""], True),  # another GPU wrote it
+    ],
+)
+def test_timing_cache_is_reused_or_started_anew(
+    tmp_path: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture, content: bytes | None, same_device: bool, attached: list[bytes], warns: bool
+) -> None:
+    engine_module = _tensorrt_engine_with_fake_tensorrt(monkeypatch)
+    path = tmp_path / "timing.cache"
+    if content is not None:
+        path.write_bytes(content)
+    config = _FakeBuilderConfig(same_device)
+    with caplog.at_level(logging.WARNING):
+        engine_module._use_timing_cache(config, path)
+    assert config.attached == attached
+    assert ("starting a new one" in caplog.text) == warns
 
 
 def test_no_gpu_is_a_clear_error(monkeypatch: pytest.MonkeyPatch) -> None:
@@ -341,6 +417,27 @@ def test_tensorrt_backend_buffers_on_cuda(tiny_model: Path) -> None:
     assert len(backend._free[(1, 64, 96)]) == 3
 
 
+def test_tensorrt_backend_stops_when_the_engine_refuses_a_shape() -> None:
+    """set_input_shape answers False, with no exception, for a shape outside the engine's profile: the
+    backend must stop there with a clear error instead of enqueueing the engine."""
+    from realtime.backends.tensorrt_backend import TensorRTBackend, _Slot
+    from realtime.errors import ModelError
+
+    class RefusingContext:
+        def set_input_shape(self, name: str, shape: tuple[int, ...]) -> bool:
+            return False
+
+        def execute_async_v3(self, stream_handle: int) -> bool:
+            raise AssertionError("must not run")
+
+    backend = TensorRTBackend.__new__(TensorRTBackend)
+    backend.context, backend.stream, backend.profile = RefusingContext(), None, parse_shapes("1x3x16x16")
+    tensors = {name: torch.zeros(shape) for name, shape in [("frames", (1, 3, 16, 16)), ("weights", (1, 3)), ("host_weights", (1, 3))]}
+    slot = _Slot(shape=(1, 16, 16), host_in=None, dev_in=None, stylized=None, dev_out=None, host_out=None, done=None, **tensors)
+    with pytest.raises(ModelError, match="refuses frames"):
+        backend.infer(slot, np.full((1, 3), 1 / 3, np.float32))
+
+
 def test_dynamo_export_serves_the_whole_profile(tiny_model: Path) -> None:
     """The torch-tensorrt route's first half (torch.export), on the CPU: dynamic batch and sizes."""
     generator, _ = load_model(tiny_model)
@@ -349,6 +446,29 @@ def test_dynamo_export_serves_the_whole_profile(tiny_model: Path) -> None:
         x, wts = torch.rand(b, 3, h, w), torch.softmax(torch.randn(b, 3), 1)
         with torch.no_grad():
             assert torch.allclose(program(x, wts), generator(x, wts), atol=1e-5)
+
+
+def test_torch_tensorrt_precision_options_follow_its_typing_mode() -> None:
+    """fp16 must not pass enabled_precisions to a strongly typed torch-tensorrt (>= 2.10 rejects it)."""
+
+    # torch-tensorrt 2.4
+    def weakly_typed(exported_program, inputs=None, *, enabled_precisions=None, **kwargs):  # type: ignore[no-untyped-def]
+        pass
+
+    # 2.5 on; strong typing became the default in 2.10
+    def typing_switch(exported_program, inputs=None, *, enabled_precisions=None, use_explicit_typing=True, **kwargs):  # type: ignore[no-untyped-def]
+        pass
+
+    # releases without weak typing
+    def strongly_typed(exported_program, inputs=None, *, enable_autocast=False, autocast_low_precision_type=None, **kwargs):  # type: ignore[no-untyped-def]
+        pass
+
+    options = trt_compile._precision_options
+    assert options(weakly_typed, "fp16") == {"enabled_precisions": {torch.float16}}
+    assert options(typing_switch, "fp16") == {"enabled_precisions": {torch.float16}, "use_explicit_typing": False}
+    assert options(typing_switch, "fp32") == {"enabled_precisions": {torch.float32}, "use_explicit_typing": False}
+    assert options(strongly_typed, "fp16") == {"enable_autocast": True, "autocast_low_precision_type": torch.float16}
+    assert options(strongly_typed, "fp32") == {}
 
 
 def test_torch_tensorrt_route_refuses_sides_that_are_not_multiples_of_4(tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:

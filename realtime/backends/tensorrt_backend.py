@@ -77,7 +77,11 @@ class TensorRTBackend(Backend):
             if engine.get_tensor_dtype(tensor) != _trt_float():
                 raise ModelError(f"engine {path}: tensor {tensor!r} is not float32; rebuild it with stylecast compile")
         self.engine: Any = engine
-        self._attach(engine.create_execution_context(), self.profile, info.config.num_styles, precision)
+        context = engine.create_execution_context()
+        if context is None:
+            # TensorRT logs why (usually no device memory for the profile's largest shapes) and returns None.
+            raise ModelError(f"TensorRT cannot create an execution context for {path}; try a smaller --shapes maximum")
+        self._attach(context, self.profile, info.config.num_styles, precision)
         log.debug("tensorrt backend: %s (%s)", path, key.precision)
 
     def _attach(self, context: Any, profile: ShapeProfile, num_styles: int, precision: str) -> None:
@@ -152,8 +156,11 @@ class TensorRTBackend(Backend):
         with torch.cuda.stream(self.stream):
             slot.weights.copy_(slot.host_weights, non_blocking=True)
         ctx = self.context
-        ctx.set_input_shape(INPUT_NAMES[0], tuple(slot.frames.shape))
-        ctx.set_input_shape(INPUT_NAMES[1], tuple(slot.weights.shape))
+        for name, tensor in ((INPUT_NAMES[0], slot.frames), (INPUT_NAMES[1], slot.weights)):
+            # False (with a TensorRT error logged) when the engine's profile does not cover the shape
+            # that upload() checked against ours: the engine is not the one this backend asked for.
+            if not ctx.set_input_shape(name, tuple(tensor.shape)):
+                raise ModelError(f"TensorRT refuses {name} of shape {tuple(tensor.shape)} (profile {self.profile.spec()})")
         for name, tensor in ((INPUT_NAMES[0], slot.frames), (INPUT_NAMES[1], slot.weights), (OUTPUT_NAME, slot.stylized)):
             ctx.set_tensor_address(name, tensor.data_ptr())
         if not ctx.execute_async_v3(self.stream.cuda_stream):
