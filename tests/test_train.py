@@ -43,6 +43,12 @@ def test_short_run_then_resume(tmp_path: Path) -> None:
     assert (out / "samples" / "step_000004.png").exists() and (out / "samples" / "final.png").exists()
     assert (out / MODEL).exists()
 
+    # Fine-tuning from that model, with the grid penalty on, records its lineage.
+    _, tuned = load_model(train(TrainConfig(out=str(tmp_path / "tuned"), steps=1, init=str(model), grid_weight=1e6, **TINY)))
+    parent = tuned.train_config["init_from"]
+    assert parent["sha256"] == load_model(model)[1].sha256 and parent["steps_done"] == 4
+    assert tuned.train_config["steps_done"] == 1 and tuned.train_config["grid_weight"] == 1e6
+
 
 def test_cli_help_documents_every_option() -> None:
     proc = subprocess.run([sys.executable, "-m", "train", "--help"], capture_output=True, text=True, cwd=ROOT, check=True)
@@ -64,6 +70,22 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
     cfg_file.write_text("stepz = 3\n")
     with pytest.raises(StylecastError, match="stepz"):
         load_config(cfg_file, {})
+
+
+def test_shipped_configs_describe_the_default_model() -> None:
+    """The two configs in train/configs are what made realtime/assets/default.stylecast."""
+    _, info = load_model(None)
+    made = {k: v for k, v in info.train_config.items() if k in {f.name for f in fields(TrainConfig)}}
+    parent = {k: v for k, v in info.train_config["init_from"].items() if k in made}
+    where = {"init", "out", "styles", "content", "vgg_weights", "device"}  # where it ran, not how
+    for config, record in (("default-grid.toml", made), ("default.toml", parent)):
+        cfg = load_config(ROOT / "train" / "configs" / config, {}).to_dict()
+        differ = {k: (cfg[k], record[k]) for k in record if k not in where and cfg[k] != _as_loaded(record[k])}
+        assert not differ, f"{config}: {differ}"
+
+
+def _as_loaded(value: object) -> object:
+    return tuple(value) if isinstance(value, list) else value
 
 
 def test_cli_bad_config_is_one_line_error(tmp_path: Path) -> None:
@@ -114,6 +136,21 @@ def test_temporal_loss_zero_for_equivariant_map_and_positive_otherwise() -> None
     assert losses.temporal_loss(moved, losses.warp(x, theta)[0], mask).item() == 0
     assert losses.temporal_loss(moved + 0.1 * torch.rand_like(moved), moved, mask).item() > 1e-4
     assert 0 < mask.mean() <= 1
+
+
+def test_grid_loss_sees_a_4_pixel_grid_not_texture() -> None:
+    torch.manual_seed(0)
+    smooth = torch.linspace(0, 1, 96)[None, None, :, None] * torch.linspace(0, 1, 160)[None, None, None, :]
+    texture = (smooth + 0.1 * torch.rand(2, 3, 96, 160)).clamp(0, 1)
+    pattern = 0.03 * torch.randn(1, 3, 4, 4).repeat(1, 1, 24, 40)  # one fixed 4x4 tile, repeated
+    gridded = texture + pattern
+    assert losses.grid_loss(texture) < 0.05 * losses.grid_loss(gridded)
+    # Where the grid starts does not matter, nor a size that is not a multiple of the tile.
+    torch.testing.assert_close(losses.grid_loss(gridded[..., 2:, 1:]), losses.grid_loss(gridded), rtol=0.3, atol=0)
+    # Its gradient pushes the pattern out.
+    x = gridded.clone().requires_grad_(True)
+    losses.grid_loss(x).backward()
+    assert losses.grid_loss(gridded - 1e3 * x.grad) < losses.grid_loss(gridded)
 
 
 def test_gradient_penalty_of_linear_critic() -> None:

@@ -52,6 +52,7 @@ class TrainConfig:
     gan_start: int = 500
     gp_weight: float = 10.0
     tv_weight: float = 0.0
+    grid_weight: float = 0.0
     # Temporal MSE is in [0,1] pixel units, ~1e-3 untreated; this makes it ~10% of the objective.
     temporal_weight: float = 5e4
     vgg_weights: str = ""
@@ -94,6 +95,7 @@ HELP: dict[str, str] = {
     "gan_start": "step at which the adversarial loss switches on (perceptual warm-up first)",
     "gp_weight": "WGAN-GP gradient penalty weight",
     "tv_weight": "total variation weight",
+    "grid_weight": "weight of the 4-pixel grid penalty (phase means of the high-passed output)",
     "temporal_weight": "temporal consistency weight (synthetic motion: warp(G(x)) = G(warp(x)))",
     "vgg_weights": "VGG16/VGG19 weights (.npz bundled format or torchvision .pth); default: the bundled VGG16",
     "out": "run folder: checkpoint.pt, model.stylecast, samples/, log.csv",

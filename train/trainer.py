@@ -193,6 +193,7 @@ class Trainer:
                                        cfg.seed + 1000 + self.dinfo.rank)
         n = len(self.styles.names)
 
+        self.parent: dict[str, Any] = {}
         if cfg.init:
             self.generator, self.g_cfg = self._init_from(Path(cfg.init))
         else:
@@ -214,6 +215,8 @@ class Trainer:
         generator, info = load_model(path)
         if info.style_names != self.styles.names:
             raise StylecastError(f"{path} holds styles {info.style_names}, but --styles has {self.styles.names}")
+        # The fine-tuned model records where it started, so its lineage (and total steps) survive.
+        self.parent = {"sha256": info.sha256, **info.train_config}
         return generator, info.config
 
     @torch.no_grad()
@@ -265,7 +268,10 @@ class Trainer:
             return
         infos = [StyleInfo(name, sha, thumbnail(img))
                  for name, sha, img in zip(self.styles.names, self.styles.sha256, self.styles.images, strict=True)]
-        save_model(path, self.generator, infos, {**self.cfg.to_dict(), "steps_done": self.step}, self.perceptual)
+        record = {**self.cfg.to_dict(), "steps_done": self.step}
+        if self.parent:
+            record["init_from"] = self.parent
+        save_model(path, self.generator, infos, record, self.perceptual)
 
     def save_samples(self, name: str) -> None:
         photos = self.held or self.content.images[:2]
@@ -336,13 +342,14 @@ class Trainer:
             y_warped, _ = losses.warp(y.float(), theta)
             l_temporal = losses.temporal_loss(y_moved, y_warped, mask)
             l_tv = losses.tv_loss(y)
+            l_grid = losses.grid_loss(y) if cfg.grid_weight else torch.zeros((), device=self.device)
             l_gan = -self.critic(y, alpha).mean() if gan_on else torch.zeros((), device=self.device)
         total = (cfg.content_weight * l_content + cfg.style_weight * l_style + cfg.gan_weight * l_gan
-                 + cfg.temporal_weight * l_temporal + cfg.tv_weight * l_tv)
+                 + cfg.temporal_weight * l_temporal + cfg.tv_weight * l_tv + cfg.grid_weight * l_grid)
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
-        stats.update(content=l_content, style=l_style, gan=l_gan, temporal=l_temporal, tv=l_tv, total=total)
+        stats.update(content=l_content, style=l_style, gan=l_gan, temporal=l_temporal, tv=l_tv, grid=l_grid, total=total)
         return {k: v.detach() for k, v in stats.items()}
 
     # -- the loop ------------------------------------------------------------------------------
@@ -384,7 +391,7 @@ class Trainer:
                         if fh is not None:
                             row = {"step": self.step, **stats}
                             if writer is None:
-                                writer = csv.DictWriter(fh, fieldnames=["step", "content", "style", "gan", "wdist", "gp", "temporal", "tv", "total", "it_s"], extrasaction="ignore")
+                                writer = csv.DictWriter(fh, fieldnames=["step", "content", "style", "gan", "wdist", "gp", "temporal", "tv", "grid", "total", "it_s"], extrasaction="ignore")
                                 if fh.tell() == 0:
                                     writer.writeheader()
                             writer.writerow(row)
