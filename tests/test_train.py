@@ -147,6 +147,7 @@ def test_grid_loss_sees_a_4_pixel_grid_not_texture() -> None:
     assert losses.grid_loss(texture) < 0.05 * losses.grid_loss(gridded)
     # Where the grid starts does not matter, nor a size that is not a multiple of the tile.
     torch.testing.assert_close(losses.grid_loss(gridded[..., 2:, 1:]), losses.grid_loss(gridded), rtol=0.3, atol=0)
+    assert torch.isfinite(losses.grid_loss(gridded[..., :12, :20]))  # smaller than one tile
     # Its gradient pushes the pattern out.
     x = gridded.clone().requires_grad_(True)
     losses.grid_loss(x).backward()

@@ -56,9 +56,11 @@ def grid_loss(x: torch.Tensor, period: int = 4, window: int = 32) -> torch.Tenso
     on the grid, and leaves the grid, whose squared amplitude is the loss. Natural images score near 0.
     """
     b, c, h, w = x.shape
+    window = min(window, h // period * period, w // period * period)  # small crops: one smaller tile
     h, w = h // window * window, w // window * window
     x = x[..., :h, :w].float()
-    residual = x - F.avg_pool2d(F.pad(x, (1, 2, 1, 2), mode="replicate"), period, stride=1)
+    lo, hi = (period - 1) // 2, period // 2
+    residual = x - F.avg_pool2d(F.pad(x, (lo, hi, lo, hi), mode="replicate"), period, stride=1)
     cells = window // period
     tiles = residual.reshape(b, c, h // window, cells, period, w // window, cells, period)
     return tiles.mean(dim=(3, 6)).pow(2).mean()
