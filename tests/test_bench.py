@@ -169,6 +169,26 @@ def test_int8_conv_chain_ceiling_times_both_precisions() -> None:
     assert c["fp32_ms"]["p50"] > 0 and c["int8_ms"]["p50"] > 0 and c["speedup_median_of_pairs"] > 0
 
 
+def test_int8_gemm_ceiling_times_both_precisions() -> None:
+    from benchmarks.int8_cpu import gemm_ceiling
+
+    g = gemm_ceiling(32, threads=1, iters=3)
+    assert g["size"] == 32 and g["fp32_ms"]["n"] == g["int8_ms"]["n"] == 3
+    assert g["fp32_gflops"] > 0 and g["int8_gops"] > 0 and g["speedup_median_of_pairs"] > 0
+
+
+def test_cpu_isa_lists_known_flags_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
+    from benchmarks import environment
+
+    cpuinfo = tmp_path / "cpuinfo"
+    cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni amx_int8 sha_ni\n")
+    real_path = environment.Path
+    monkeypatch.setattr(environment, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    assert environment.cpu_isa() == ["avx2", "fma", "avx512f", "avx512_vnni", "amx_int8"]
+    monkeypatch.setattr(environment, "Path", lambda p: tmp_path / "missing")
+    assert environment.cpu_isa() is None
+
+
 def test_psnr_and_ssim() -> None:
     a = _texture(64, 80)
     assert quality.psnr(a, a) == float("inf")
