@@ -16,8 +16,8 @@ The file also holds this CPU's INT8 ceilings, which say how much any model could
   model of those widths gains more from INT8 here than that chain;
 * one large matrix product, FP32 ``MatMul`` against ``MatMulInteger`` on uint8 x int8 (the form
   x86 INT8 kernels run fastest): the CPU's INT8 arithmetic advantage with nothing else in the way.
-  CPUs with 8-bit dot-product instructions (VNNI, AMX; listed under ``environment.cpu_isa``) have
-  a far larger one than CPUs with plain AVX2.
+  CPUs with 8-bit dot-product instructions (VNNI, AMX; listed under ``environment.cpu_isa``)
+  should have a larger one than CPUs with plain AVX2, where it was measured.
 """
 
 from __future__ import annotations
