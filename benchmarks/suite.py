@@ -30,6 +30,7 @@ from benchmarks.environment import collect_environment
 from benchmarks.peer import Peer, load_peer
 from benchmarks.report import PAIRED, PEER, STYLECAST
 from calibration.frames import sample_video_path
+from realtime import metrics
 from realtime.backends.base import Backend
 from realtime.errors import BackendUnavailable, InputError, StylecastError
 from realtime.model import PRESETS, Generator, count_params
@@ -395,7 +396,7 @@ class Run:
             self.note("quality benchmark skipped: PyAV is not installed to decode the clip")
             return
         self._step("optical flow of the clip")
-        reference = quality.TemporalReference(frames)
+        reference = metrics.TemporalReference(frames)
         n = model.info.config.num_styles
         count = n if cfg.flicker_styles <= 0 else min(cfg.flicker_styles, n)
         names = model.info.style_names[:count]
@@ -444,7 +445,7 @@ class Run:
                 {
                     "backend": f"{spec.backend}/{spec.device}/{spec.precision}",
                     "frames": len(frames),
-                    **quality.drift(reference, test),
+                    **metrics.drift(reference, test),
                 }
             )
         return rows
@@ -508,7 +509,7 @@ def _threads(backend: Backend) -> int:
 
 
 def _flicker_entry(
-    reference: quality.TemporalReference, outputs: dict[str, list[np.ndarray]], model: str
+    reference: metrics.TemporalReference, outputs: dict[str, list[np.ndarray]], model: str
 ) -> dict[str, Any]:
     per_style = {name: reference.flicker(outs) for name, outs in outputs.items()}
     error = float(np.mean([f["warping_error"] for f in per_style.values()]))

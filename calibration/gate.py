@@ -2,7 +2,7 @@
 
 Figures: PSNR and SSIM of INT8 against FP32 outputs on the held-out frames (each with one style, the
 styles cycled), and temporal flicker on a short consecutive clip, as the optical-flow warping error of
-``benchmarks.quality`` for both precisions. When a figure misses its threshold, layers go back to FP32
+``realtime.metrics`` for both precisions. When a figure misses its threshold, layers go back to FP32
 greedily in order of their measured sensitivity (how much of the failing figure, PSNR first, then
 SSIM, then flicker, the model regains when that layer alone stays FP32) until the gate passes.
 """
@@ -18,9 +18,9 @@ from typing import Any
 
 import numpy as np
 
-from benchmarks.quality import TemporalReference, drift
 from calibration.frames import FrameSet
 from calibration.quantize import cycled_styles, model_feeds
+from realtime.metrics import TemporalReference, drift
 
 log = logging.getLogger(__name__)
 

@@ -13,8 +13,8 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks import latency, quality, report
-from realtime import cli
+from benchmarks import latency, report
+from realtime import cli, metrics
 from realtime.backends.base import Backend
 from realtime.errors import InputError, StylecastError
 
@@ -191,25 +191,25 @@ def test_cpu_isa_lists_known_flags_only(monkeypatch: pytest.MonkeyPatch, tmp_pat
 
 def test_psnr_and_ssim() -> None:
     a = _texture(64, 80)
-    assert quality.psnr(a, a) == float("inf")
+    assert metrics.psnr(a, a) == float("inf")
     b = np.clip(a.astype(np.int16) + 4, 0, 255).astype(np.uint8)
-    assert quality.psnr(a, b) == pytest.approx(10 * np.log10(255**2 / 16), abs=0.2)
-    assert quality.ssim(a, a) == pytest.approx(1.0)
+    assert metrics.psnr(a, b) == pytest.approx(10 * np.log10(255**2 / 16), abs=0.2)
+    assert metrics.ssim(a, a) == pytest.approx(1.0)
     rng = np.random.default_rng(1)
     noisy = [np.clip(a + rng.normal(0, s, a.shape), 0, 255).astype(np.uint8) for s in (5, 20, 60)]
-    scores = [quality.ssim(a, n) for n in noisy]
+    scores = [metrics.ssim(a, n) for n in noisy]
     assert 1.0 > scores[0] > scores[1] > scores[2] > 0.0
-    assert quality.ssim(noisy[1], a) == pytest.approx(scores[1])
-    d = quality.drift([a, a], [a, noisy[0]])
-    assert d["psnr_db"] == pytest.approx(quality.psnr(a, noisy[0]))  # identical pairs are left out of the mean
+    assert metrics.ssim(noisy[1], a) == pytest.approx(scores[1])
+    d = metrics.drift([a, a], [a, noisy[0]])
+    assert d["psnr_db"] == pytest.approx(metrics.psnr(a, noisy[0]))  # identical pairs are left out of the mean
     assert d["ssim"] == pytest.approx((1.0 + scores[0]) / 2)
     with pytest.raises(ValueError):
-        quality.drift([a], [])
+        metrics.drift([a], [])
 
 
 def test_flicker_of_the_input_itself_is_ratio_one_and_small() -> None:
     clip = _panning_clip()
-    ref = quality.TemporalReference(clip)
+    ref = metrics.TemporalReference(clip)
     f = ref.flicker(clip)
     assert f["ratio_to_input"] == pytest.approx(1.0)
     # the flow explains the motion: warped error is far below the plain frame difference
@@ -220,7 +220,7 @@ def test_flicker_of_the_input_itself_is_ratio_one_and_small() -> None:
 
 def test_flicker_grows_with_temporal_noise_and_with_frozen_output() -> None:
     clip = _panning_clip()
-    ref = quality.TemporalReference(clip)
+    ref = metrics.TemporalReference(clip)
     rng = np.random.default_rng(2)
     errors = []
     for sigma in (4, 16):
@@ -235,8 +235,8 @@ def test_flicker_grows_with_temporal_noise_and_with_frozen_output() -> None:
 def test_flicker_checks_its_inputs() -> None:
     clip = _panning_clip(3)
     with pytest.raises(ValueError, match="two consecutive"):
-        quality.TemporalReference(clip[:1])
-    ref = quality.TemporalReference(clip)
+        metrics.TemporalReference(clip[:1])
+    ref = metrics.TemporalReference(clip)
     with pytest.raises(ValueError, match="expected 3 frames"):
         ref.flicker(clip[:2])
     with pytest.raises(ValueError, match="reference clip"):
