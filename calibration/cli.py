@@ -7,7 +7,7 @@ import logging
 from pathlib import Path
 from typing import Any
 
-from realtime.commands import _positive, _size
+from realtime.argtypes import positive_int, size_wxh
 
 log = logging.getLogger(__name__)
 
@@ -46,9 +46,9 @@ def register(subparsers: Any) -> None:
     )
     p.add_argument("--model", type=Path, help="a .stylecast model file (default: the bundled model)")
     p.add_argument("-o", "--output", type=Path, help="output .onnx (default: the INT8 cache entry for these settings)")
-    p.add_argument("--size", type=_size, default=None, help="frame size WxH for calibration and the gate (default 640x360)")
-    p.add_argument("--calibration-frames", type=_positive, default=16, help="frames to calibrate on (default 16)")
-    p.add_argument("--held-out", type=_positive, default=8, help="frames the gate judges on (default 8)")
+    p.add_argument("--size", type=size_wxh, default=None, help="frame size WxH for calibration and the gate (default 640x360)")
+    p.add_argument("--calibration-frames", type=positive_int, default=16, help="frames to calibrate on (default 16)")
+    p.add_argument("--held-out", type=positive_int, default=8, help="frames the gate judges on (default 8)")
     add_calibration_args(p)
     p.set_defaults(func=run_calibrate)
 

@@ -7,34 +7,12 @@ import logging
 from pathlib import Path
 from typing import Any
 
+from realtime.argtypes import positive_int, size_wxh, unit_float
 from realtime.errors import OutputError, StyleError
 
 log = logging.getLogger(__name__)
 
 EXIT_INTERRUPTED = 130
-
-
-def _size(text: str) -> tuple[int, int]:
-    w, sep, h = text.lower().partition("x")
-    if not sep or not w.isdigit() or not h.isdigit() or int(w) < 1 or int(h) < 1:
-        raise argparse.ArgumentTypeError(f"size must look like 640x360, got {text!r}")
-    return int(w), int(h)
-
-
-def _positive(text: str) -> int:
-    if not text.isdigit() or int(text) < 1:
-        raise argparse.ArgumentTypeError(f"must be a whole number >= 1, got {text!r}")
-    return int(text)
-
-
-def _unit_float(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        raise argparse.ArgumentTypeError(f"must be a number between 0 and 1, got {text!r}") from None
-    if not 0.0 <= value <= 1.0:
-        raise argparse.ArgumentTypeError(f"must be between 0 and 1, got {text}")
-    return value
 
 
 def _add_model_args(p: argparse.ArgumentParser, device_flag: str = "--device") -> None:
@@ -57,11 +35,11 @@ def _add_style_args(p: argparse.ArgumentParser) -> None:
     )
     p.add_argument("--schedule", type=Path, help="TOML/JSON keyframes of style weights over time")
     p.add_argument(
-        "--strength", type=_unit_float, default=1.0, help="mix with the original: 0 = original, 1 = fully stylized"
+        "--strength", type=unit_float, default=1.0, help="mix with the original: 0 = original, 1 = fully stylized"
     )
     p.add_argument("--preserve-color", action="store_true", help="keep the input's colours (stylized luminance only)")
     p.add_argument(
-        "--max-side", type=_positive, help="scale frames so the longer side is at most this (default: input size)"
+        "--max-side", type=positive_int, help="scale frames so the longer side is at most this (default: input size)"
     )
 
 
@@ -76,11 +54,11 @@ def register(subparsers: Any) -> None:
         "-o", "--output", type=Path, required=True, help="output video (.mp4, .mkv, ...), image, or folder"
     )
     _add_style_args(run)
-    run.add_argument("--size", type=_size, help="exact processing/output size WxH (overrides --max-side)")
+    run.add_argument("--size", type=size_wxh, help="exact processing/output size WxH (overrides --max-side)")
     _add_model_args(run)
     run.add_argument(
         "--batch",
-        type=_positive,
+        type=positive_int,
         default=1,
         help="frames per inference call (default 1: fastest end to end on CPU and CUDA)",
     )
@@ -101,9 +79,9 @@ def register(subparsers: Any) -> None:
         "webcam", help="live webcam filter (window and/or virtual camera)", description="Stylize a webcam live."
     )
     cam.add_argument("--device", dest="camera", default="0", help="camera index or device path (default 0)")
-    cam.add_argument("--width", type=_positive, help="requested camera width")
-    cam.add_argument("--height", type=_positive, help="requested camera height")
-    cam.add_argument("--fps", type=_positive, help="requested camera frame rate")
+    cam.add_argument("--width", type=positive_int, help="requested camera width")
+    cam.add_argument("--height", type=positive_int, help="requested camera height")
+    cam.add_argument("--fps", type=positive_int, help="requested camera frame rate")
     cam.add_argument("--virtual-cam", action="store_true", help="send the result to a virtual webcam (pyvirtualcam)")
     cam.add_argument("--no-window", action="store_true", help="no preview window (with --virtual-cam)")
     _add_style_args(cam)

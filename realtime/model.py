@@ -20,7 +20,7 @@ The runtime, the exporter and the trainer all import this module; it is the only
 
 from __future__ import annotations
 
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from typing import Any, Literal
 
 import torch
@@ -205,6 +205,26 @@ class Generator(nn.Module):
         # Centre the input so the first convs see zero-mean data without a separate normalization layer.
         y = torch.sigmoid(self.body(x * 2.0 - 1.0, style_weights.to(x.dtype)))
         return y[..., :h, :w]
+
+
+def remap_styles(generator: Generator, source_rows: list[int]) -> Generator:
+    """A copy of ``generator`` whose style j uses the (gamma, beta) rows of its style ``source_rows[j]``.
+
+    Everything but the norm rows is shared by all styles, so this is how a model gains styles: new
+    ones start from the rows of an existing (e.g. the nearest) style and are then trained, while the
+    rows that are copied unchanged keep the old styles' outputs bit-identical.
+    """
+    n = generator.cfg.num_styles
+    if not source_rows or any(not 0 <= r < n for r in source_rows):
+        raise ValueError(f"style rows must lie in 0..{n - 1}, got {source_rows}")
+    out = Generator(replace(generator.cfg, num_styles=len(source_rows)))
+    index = torch.tensor(source_rows)
+    state = {
+        k: v[index].clone() if k.endswith((".gamma", ".beta")) else v.clone()
+        for k, v in generator.state_dict().items()
+    }
+    out.load_state_dict(state)
+    return out.to(next(generator.parameters()).device)
 
 
 def build_generator(cfg: GeneratorConfig) -> Generator:
