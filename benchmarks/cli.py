@@ -17,10 +17,14 @@ from pathlib import Path
 from typing import Any
 
 from benchmarks import latency
-from benchmarks.report import compare, finalize, read_json, render_markdown, write_report
+from benchmarks.report import compare, finalize, read_json, render_markdown, report_files, write_report
 from benchmarks.suite import BenchConfig, Run
 from calibration.frames import sample_video_path
+from realtime.backends.registry import BACKEND_MODULES
+from realtime.compile import PRECISIONS
 from realtime.errors import BackendUnavailable, StylecastError
+from realtime.modelfile import default_model_path
+from realtime.outputs import check_output
 
 log = logging.getLogger(__name__)
 
@@ -30,6 +34,15 @@ QUICK_BUDGET = latency.Budget(warmup=2, min_iters=5, seconds=0.3, max_iters=50, 
 
 def _csv(text: str | None) -> tuple[str, ...]:
     return tuple(s.strip() for s in (text or "").split(",") if s.strip())
+
+
+def _names(text: str | None, what: str, known: tuple[str, ...]) -> tuple[str, ...]:
+    """A comma list of ``known`` names; anything else stops the run before it measures nothing."""
+    names = _csv(text)
+    unknown = [n for n in names if n not in known]
+    if unknown or (text is not None and not names):
+        raise StylecastError(f"{what}: unknown {', '.join(map(repr, unknown)) or repr(text)}; choose from {', '.join(known)}")
+    return names
 
 
 def _positive_ints(text: str, what: str) -> tuple[int, ...]:
@@ -73,9 +86,9 @@ def config_from_args(args: argparse.Namespace) -> BenchConfig:
         model=args.model,
         device=device,
         archs=_csv(args.archs),
-        backends=_csv(args.backends) or default_backends,
+        backends=_names(args.backends, "--backends", tuple(BACKEND_MODULES)) or default_backends,
         # Quick runs skip INT8 unless asked: its first use calibrates, which takes longer than the run.
-        precisions=_csv(args.precisions) or (("fp32",) if quick and device == "cpu" else ()),
+        precisions=_names(args.precisions, "--precisions", PRECISIONS) or (("fp32",) if quick and device == "cpu" else ()),
         resolutions=tuple(
             latency.parse_resolution(r) for r in _csv(args.resolutions or ("360p" if quick else FULL_RESOLUTIONS))
         ),
@@ -104,6 +117,10 @@ def bench_command(args: argparse.Namespace) -> int:
     out = Path(args.out)
     if out.exists() and not out.is_dir():
         raise StylecastError(f"--out {out} is a file; give a folder")
+    # Checked before the run, which takes minutes: the report must not replace an input or earlier results.
+    inputs = [cfg.clip, cfg.model or default_model_path()]
+    for path in report_files(out, plots=not args.no_plots):
+        check_output(path, inputs, args.overwrite, folder=False, make_parents=True)
     results = finalize(_run_with_progress(cfg))
     files = write_report(results, out, plots=not args.no_plots)
     print(render_markdown(results))
@@ -174,6 +191,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--no-plots", action="store_true", help="write JSON and Markdown only")
     p.add_argument("--quick", action="store_true", help="a reduced run that finishes in under a minute on a CPU")
     p.add_argument("-o", "--out", default="bench-results", help="output folder for bench.json, bench.md and the plots")
+    p.add_argument("--overwrite", action="store_true", help="replace the results of an earlier run in --out")
     p.add_argument(
         "--compare", nargs=2, metavar=("A.json", "B.json"), help="print the difference of two result files and exit"
     )

@@ -15,42 +15,7 @@ import subprocess
 from pathlib import Path
 from typing import Any
 
-
-def _cpu_model() -> str:
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("model name"):
-                return line.split(":", 1)[1].strip()
-    except OSError:
-        pass
-    return platform.processor() or platform.machine()
-
-
-#: CPU features that decide what INT8 and FP16 can gain: 8-bit dot products (VNNI), AMX tiles, AVX-512.
-ISA_FLAGS = (
-    "avx2",
-    "fma",
-    "f16c",
-    "avx512f",
-    "avx512_vnni",
-    "avx_vnni",
-    "avx512_bf16",
-    "amx_tile",
-    "amx_int8",
-    "amx_bf16",
-)
-
-
-def cpu_isa() -> list[str] | None:
-    """Which of ``ISA_FLAGS`` the CPU reports (Linux only; None elsewhere)."""
-    try:
-        for line in Path("/proc/cpuinfo").read_text().splitlines():
-            if line.startswith("flags"):
-                present = set(line.split(":", 1)[1].split())
-                return [f for f in ISA_FLAGS if f in present]
-    except OSError:
-        pass
-    return None
+from realtime.machine import cpu_isa, cpu_model
 
 
 def _version(package: str) -> str | None:
@@ -114,7 +79,7 @@ def collect_environment() -> dict[str, Any]:
         "host": platform.node(),
         "os": platform.platform(),
         "python": platform.python_version(),
-        "cpu": _cpu_model(),
+        "cpu": cpu_model(),
         "cpu_isa": cpu_isa(),
         "cpu_count": os.cpu_count(),
         # What this process may actually use (containers and taskset limit it below cpu_count).

@@ -1,33 +1,69 @@
 #!/usr/bin/env bash
-# One-shot GPU check for a borrowed CUDA machine, about 4 minutes in all:
-#   1. the CUDA tests (pytest -m cuda; synthetic frames, no PyAV needed),
-#   2. the GPU benchmark: torch CUDA fp32/fp16, CUDA graphs and eager, the fast
-#      and the quality architecture at 1080p and 720p, batch 1 plus a batch-8 throughput figure at
-#      1080p, timed with CUDA events,
-#   3. where `import tensorrt` works: TensorRT FP16 and INT8 engines of both architectures at 1080p
-#      and 720p (the engine builds take minutes the first time; they land in the engine cache).
-# Results go to $OUT (default ./gpu-check): env.txt, cuda-tests.txt, bench-cudagraph/, bench-eager/
-# and bench-tensorrt/ (bench.json + bench.md each).
-# Uses the machine's python3 with PYTHONPATH=. (no install needed): torch with CUDA, numpy, onnx,
-# onnxruntime, opencv, rich are enough; PyAV, matplotlib and pytest are optional.
+# One-shot GPU check for a borrowed CUDA machine: at most 9 minutes, every part under its own
+# timeout, every part writing JSON + Markdown into $OUT as it goes (a time-out keeps what it measured).
+#   env.txt            GPU, driver, torch/CUDA/cuDNN/Triton versions, which optional packages import
+#   startup-cold.*     the compiled torch backend (`--compile`: inductor max-autotune kernels inside the
+#                      backend's CUDA graphs) of the quality and the fast model, 1080p fp16 batch 1, on an
+#                      empty compile cache: first-start compile time, latency, PSNR against eager
+#   startup-warm.*     the same in a fresh process on the now warm cache: warm-start compile time
+#   cuda-tests.txt     the CUDA tests (pytest -m cuda; synthetic frames, no PyAV needed; their compile
+#                      caches live in pytest's temporary folder)
+#   streams.*          the most 1080p30 quality-model streams that hold 30 fps with p99 < 33 ms
+#   profile.*          per-layer device time of the quality model at 1080p fp16 (eager as trained, eager
+#                      with the phase rewrite); profile-compiled.txt: the compiled model's kernel table
+#   layouts.*          quality 1080p fp16 b1: channels_last both ways, inductor's own CUDA graphs
+#   sweep-eager.*      eager at 1080p/720p/2160p, both models, fp16 and bf16, batch 1 and 8
+#   sweep-compiled.*   the same compiled, 1080p first, in the time that is left: each new shape compiles
+#                      (tens of seconds cold); the notes say which configurations it did not reach
+#   summary.md         the issue's targets, met or not
+# Each sweep row: first call (compile + capture), frame latency uint8 host -> uint8 host (p50/p99),
+# forward alone (the infer stage's device time), fps, PSNR vs eager at the same precision and vs fp32.
+# Uses the machine's python3 with PYTHONPATH=. (no install needed): torch with CUDA (and Triton),
+# numpy, onnx, onnxruntime, opencv are enough; PyAV, TensorRT, matplotlib and pytest are optional.
+# STYLECAST_GPU_CHECK_SMOKE=1 runs every part with tiny CPU settings (checks the plumbing only);
+# STYLECAST_GPU_CHECK_SLOWDOWN=N multiplies every timeout and the whole budget (for slow or busy CPUs).
+# STYLECAST_GPU_CHECK_CACHE=DIR keeps the compile cache in DIR (default: a fresh one, so that the
+# first start really is one); a second call on the same DIR gets further through the sweeps.
 set -u
 cd "$(dirname "$0")/.."
 export PYTHONPATH="$PWD${PYTHONPATH:+:$PYTHONPATH}" PYTHONUNBUFFERED=1
 OUT="${OUT:-$PWD/gpu-check}"
 PY="${PYTHON:-python3}"
 mkdir -p "$OUT"
-# Derived artifacts (the random-init quality model, ONNX exports) stay out of the user's cache.
-export STYLECAST_CACHE="${STYLECAST_CACHE:-$(mktemp -d)}"
+export STYLECAST_CACHE="${STYLECAST_GPU_CHECK_CACHE:-$(mktemp -d)}"
+SMOKE=()
+[ "${STYLECAST_GPU_CHECK_SMOKE:-0}" = 1 ] && SMOKE=(--smoke --seconds 0.05)
+# The whole call stays under 9 minutes: each part's timeout is its nominal share, or less when
+# earlier parts ran long; parts that would get under 15 s are skipped and say so.
+SLOW=${STYLECAST_GPU_CHECK_SLOWDOWN:-1}
+DEADLINE=$((525 * SLOW))
 start=$SECONDS
+
+left() { echo $((DEADLINE - (SECONDS - start))); }
+share() { local nominal=$(($1 * SLOW)) rest; rest=$(left); echo $((nominal < rest ? nominal : rest)); }
+
+part() {  # part NAME NOMINAL_SECONDS ARGS...: one compiled_bench sub-command under its timeout
+  local name=$1 limit
+  limit=$(share "$2")
+  shift 2
+  if [ "$limit" -lt 15 ]; then
+    echo "== $name skipped: $(left) s left of the ${DEADLINE} s budget" | tee "$OUT/$name.log"
+    return
+  fi
+  echo "== $name (at $((SECONDS - start)) s, timeout $limit s)"
+  timeout -k 10 -s INT "$limit" "$PY" -m benchmarks.compiled_bench "${SMOKE[@]}" --out "$OUT" "$@" >"$OUT/$name.log" 2>&1
+  echo "$name exit code: $? ($((SECONDS - start)) s)" | tee -a "$OUT/$name.log"
+}
 
 {
   date -u
   nvidia-smi --query-gpu=name,driver_version,memory.total,clocks.max.sm,power.limit --format=csv || echo "nvidia-smi failed"
-  "$PY" - <<'EOF'
+  echo "compile cache: $STYLECAST_CACHE ($(find "$STYLECAST_CACHE" -type f 2>/dev/null | wc -l) files at start)"
+  timeout 30 "$PY" - <<'EOF'
 import platform, torch
 print("python", platform.python_version(), "| torch", torch.__version__, "| CUDA", torch.version.cuda,
       "| cuDNN", torch.backends.cudnn.version(), "| GPU", torch.cuda.get_device_name(0) if torch.cuda.is_available() else None)
-for name in ("numpy", "onnxruntime", "cv2", "av", "tensorrt", "pytest", "matplotlib", "rich"):
+for name in ("triton", "numpy", "onnxruntime", "cv2", "av", "tensorrt", "pytest", "matplotlib"):
     try:
         module = __import__(name)
         print(f"{name} {getattr(module, '__version__', '?')}")
@@ -36,41 +72,32 @@ for name in ("numpy", "onnxruntime", "cv2", "av", "tensorrt", "pytest", "matplot
 EOF
 } 2>&1 | tee "$OUT/env.txt"
 
-echo "== 1/3 CUDA tests ($((SECONDS - start)) s)"
-if "$PY" -c "import pytest" 2>/dev/null; then
+grid=(--archs quality,fast --resolutions 1080p,720p,2160p --precisions fp16,bf16 --batches 1,8)
+startup=(sweep --archs quality,fast --resolutions 1080p --precisions fp16 --batches 1 --variants compiled)
+part startup-cold 110 "${startup[@]}" --name startup-cold
+part startup-warm 40 "${startup[@]}" --name startup-warm
+echo "== cuda-tests ($((SECONDS - start)) s)"
+if [ ${#SMOKE[@]} -gt 0 ]; then
+  echo "smoke mode: CUDA tests not run" | tee "$OUT/cuda-tests.txt"
+elif "$PY" -c "import pytest" 2>/dev/null; then
   # Test modules that need packages this machine lacks (PyAV, hypothesis) fail to import; the CUDA
   # tests in the others still run.
-  timeout 60 "$PY" -m pytest -q -m cuda -p no:cacheprovider --continue-on-collection-errors tests/ 2>&1 |
+  timeout -k 10 "$(share 80)" "$PY" -m pytest -q -m cuda -p no:cacheprovider --continue-on-collection-errors tests/ 2>&1 |
     tee "$OUT/cuda-tests.txt" | tail -n 25
   echo "pytest exit code: ${PIPESTATUS[0]}" | tee -a "$OUT/cuda-tests.txt"
 else
   echo "pytest is not installed here: CUDA tests skipped" | tee "$OUT/cuda-tests.txt"
 fi
 
-echo "== 2/3 GPU benchmark ($((SECONDS - start)) s)"
-# The full CLI imports every sub-command; if one of them cannot import here, run bench on its own.
-if "$PY" -m realtime --help >/dev/null 2>"$OUT/cli-import.txt"; then
-  bench=("$PY" -m realtime bench)
-else
-  echo "the stylecast CLI does not import here (see cli-import.txt); running bench alone"
-  bench=("$PY" -c "import sys; from realtime import cli; cli.COMMAND_MODULES = {'benchmarks.cli': 'bench'}; sys.exit(cli.main(sys.argv[1:]))" bench)
-fi
-# Two runs, so that a time-out in the second keeps the first's files. SIGINT makes bench write what it
-# has measured so far. On an H200 the two take about 35 s and 20 s (estimated from shorter runs).
-common=(--device cuda --backends torch --precisions fp32,fp16 --archs fast,quality --resolutions 1080p,720p
-  --seconds 0.5 --min-iters 20 --warmup 3 --no-pipeline --no-quality --no-peer --no-plots)
-timeout -s INT 100 "${bench[@]}" "${common[@]}" --cuda-graphs on --batch-sizes 1,8 -o "$OUT/bench-cudagraph" 2>&1 |
-  tee "$OUT/bench-cudagraph.log"
-echo "bench (CUDA graphs) exit code: ${PIPESTATUS[0]} ($((SECONDS - start)) s)" | tee -a "$OUT/bench-cudagraph.log"
-timeout -s INT 60 "${bench[@]}" "${common[@]}" --cuda-graphs off -o "$OUT/bench-eager" 2>&1 | tee "$OUT/bench-eager.log"
-echo "bench (eager) exit code: ${PIPESTATUS[0]} ($((SECONDS - start)) s in all)" | tee -a "$OUT/bench-eager.log"
-
-echo "== 3/3 TensorRT engines ($((SECONDS - start)) s)"
-if "$PY" -c "import tensorrt" 2>/dev/null; then
-  trt=(--device cuda --backends tensorrt --precisions fp16,int8 --archs fast,quality --resolutions 1080p,720p
-    --seconds 0.5 --min-iters 20 --warmup 3 --no-pipeline --no-quality --no-peer --no-plots)
-  timeout -s INT 420 "${bench[@]}" "${trt[@]}" -o "$OUT/bench-tensorrt" 2>&1 | tee "$OUT/bench-tensorrt.log"
-  echo "bench (TensorRT) exit code: ${PIPESTATUS[0]} ($((SECONDS - start)) s in all)" | tee -a "$OUT/bench-tensorrt.log"
-else
-  echo "tensorrt does not import here: no engine latency measured" | tee "$OUT/bench-tensorrt.log"
-fi
+part streams 70 streams --archs quality --variants compiled,eager --resolution 1080p --precision fp16 \
+  --max-batch 4 --max-streams 16 --seconds 1.5
+part profile 35 profile --resolution 1080p --precision fp16 --iters 10
+part layouts 50 sweep --name layouts --archs quality --resolutions 1080p --precisions fp16 --batches 1 \
+  --variants eager-cl,compiled-cl,compiled-igraphs --time-limit 30
+part sweep-eager 70 sweep --name sweep-eager "${grid[@]}" --variants eager --time-limit 60
+more=$(($(left) - 10 * SLOW))
+part sweep-compiled $((more / SLOW)) sweep --name sweep-compiled "${grid[@]}" --variants compiled \
+  --time-limit $((more - 35 * SLOW))
+timeout $((10 * SLOW)) "$PY" -m benchmarks.compiled_bench "${SMOKE[@]}" --out "$OUT" summary \
+  --sweeps startup-cold,startup-warm,layouts,sweep-eager,sweep-compiled 2>&1 | tee "$OUT/summary.log"
+echo "gpu_check done in $((SECONDS - start)) s; results in $OUT"

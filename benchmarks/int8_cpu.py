@@ -185,9 +185,8 @@ def gemm_ceiling(n: int, threads: int, iters: int) -> dict[str, Any]:
 
 
 def main(argv: list[str] | None = None) -> int:
-    from calibration import int8_model_path
     from calibration.frames import read_frames
-    from realtime.backends.onnx_backend import onnx_model_path
+    from realtime.artifacts import int8_model_path, onnx_model_path
     from realtime.modelfile import load_model
 
     p = argparse.ArgumentParser(prog="python -m benchmarks.int8_cpu", description=__doc__.splitlines()[0])

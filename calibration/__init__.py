@@ -1,8 +1,10 @@
 """INT8 calibration: representative frames -> an explicit Q/DQ ONNX graph that passed the quality gate.
 
-``int8_model_path`` is what runtimes call: a cached INT8 graph for a model, built on first use from
-the bundled sample clip (or given frames). ``calibrate`` is the whole pipeline with every knob, used by
-``stylecast calibrate``.
+``calibrate`` is the whole pipeline with every knob. It takes its components explicitly: the FP32
+ONNX graph and the activation-range cache file, which ``realtime.artifacts`` (the runtime's one
+entry into this package) supplies from its cache folder; without them it exports and calibrates in a
+temporary folder. This package uses only the runtime's core modules (model, model file, exporter,
+metrics, frame sources, errors) and never the runtime's backends or caches.
 """
 
 from __future__ import annotations
@@ -19,8 +21,8 @@ from typing import Any
 from calibration.frames import DEFAULT_SIZE, FrameSet, representative_frames, source_digest
 from calibration.gate import Gate, GateFigures, GateThresholds, choose_fp_layers
 from calibration.quantize import METHODS, quantize_qdq, sub_resolution_convs
-from realtime.backends.onnx_backend import cache_dir, onnx_model_path
 from realtime.errors import ModelError, OutputError
+from realtime.export import export_onnx
 from realtime.model import Generator
 from realtime.modelfile import ModelInfo, atomic_write_bytes
 
@@ -30,13 +32,15 @@ log = logging.getLogger(__name__)
 RECIPE = "qdq-conv-subres-s8s8sym-3"
 
 __all__ = [
+    "DEFAULT_SIZE",
     "METHODS",
     "CalibrationReport",
+    "FrameSet",
     "GateThresholds",
+    "cache_key",
     "calibrate",
-    "int8_cache_path",
-    "int8_model_path",
     "representative_frames",
+    "source_digest",
 ]
 
 
@@ -74,7 +78,8 @@ class CalibrationReport:
         }
 
 
-def _key(*parts: str) -> str:
+def cache_key(*parts: str) -> str:
+    """SHA-256 of ``parts`` plus the recipe and the onnxruntime version: a key for anything calibrated."""
     import onnxruntime
 
     return hashlib.sha256("\0".join((*parts, RECIPE, onnxruntime.__version__)).encode()).hexdigest()
@@ -97,21 +102,24 @@ def calibrate(
     *,
     method: str = "percentile",
     thresholds: GateThresholds | None = None,
+    fp32_onnx: Path | None = None,
+    ranges_cache: Path | None = None,
 ) -> CalibrationReport:
     """Calibrate, gate and write the INT8 Q/DQ graph of a model to ``output`` (plus ``output``.json).
 
-    Activation ranges are cached per model, method and calibration-frame content.
+    ``fp32_onnx``: the model's FP32 export (exported here when None). ``ranges_cache``: where the
+    activation ranges of these frames are kept between calls (a temporary file when None).
     """
     if method not in METHODS:
         raise ModelError(f"unknown calibration method {method!r}; choose one of {', '.join(METHODS)}")
     thresholds = thresholds or GateThresholds()
     start = time.perf_counter()
     n = info.config.num_styles
-    fp32 = onnx_model_path(generator, info)
-    inner, full = sub_resolution_convs(fp32, n)
-    ranges = cache_dir("calibration") / f"{_key(info.sha256, method, frames.digest())}.json"
-    gate = Gate(fp32, frames, n)
     with tempfile.TemporaryDirectory(prefix="stylecast-int8-") as tmp:
+        fp32 = fp32_onnx or export_onnx(generator, info, Path(tmp) / "fp32.onnx")
+        ranges = ranges_cache or Path(tmp) / "ranges.json"
+        inner, full = sub_resolution_convs(fp32, n)
+        gate = Gate(fp32, frames, n)
 
         def build(kept: tuple[str, ...], path: Path) -> Path:
             return quantize_qdq(fp32, path, [c for c in inner if c not in kept], ranges, frames.calibration, n, method)
@@ -143,32 +151,3 @@ def calibrate(
     if not report.passed:
         log.warning("INT8 quality gate not met even with every layer in FP32: %s", "; ".join(report.figures.failures(thresholds)))
     return report
-
-
-def int8_cache_path(
-    info: ModelInfo, frames: str | Path | None = None, method: str = "percentile", size: tuple[int, int] = DEFAULT_SIZE
-) -> Path:
-    """Where the cached INT8 graph for these settings lives.
-
-    Keyed by the model's SHA-256, the method, the size and the content of the calibration source (the
-    bundled sample clip when ``frames`` is None), so a retrained model or other frames get their own graph.
-    """
-    key = _key(info.sha256, method, source_digest(frames), "x".join(map(str, size)))
-    return cache_dir("int8") / f"{key[:24]}.onnx"
-
-
-def int8_model_path(
-    generator: Generator,
-    info: ModelInfo,
-    *,
-    frames: str | Path | None = None,
-    method: str = "percentile",
-) -> Path:
-    """The cached INT8 Q/DQ graph for this model, calibrated now (once) when missing."""
-    path = int8_cache_path(info, frames, method)
-    if path.is_file():
-        return path
-    log.info("calibrating INT8 for this model (once; cached in %s)", path.parent)
-    report = calibrate(generator, info, representative_frames(frames), path, method=method)
-    log.info("INT8 ready: PSNR %.2f dB vs FP32, %d layers INT8, %d FP32", report.figures.psnr_db, len(report.quantized), len(report.kept_fp))
-    return path

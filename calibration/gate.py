@@ -10,6 +10,7 @@ SSIM, then flicker, the model regains when that layer alone stays FP32) until th
 from __future__ import annotations
 
 import logging
+import math
 import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
@@ -34,6 +35,11 @@ class GateThresholds:
     #: scene's) would make any relative bound meaningless. Measured on the first trained default model,
     #: all-INT8 added 0.0034 (+40% over FP32's 0.0086), mostly from the last sub-resolution conv.
     max_flicker_increase: float = 0.002
+
+    def __post_init__(self) -> None:
+        # NaN compares false with everything: a NaN threshold would pass every graph unchecked.
+        if not all(math.isfinite(v) for v in (self.min_psnr_db, self.min_ssim, self.max_flicker_increase)):
+            raise ValueError(f"gate thresholds must be finite numbers, got {self}")
 
 
 @dataclass(frozen=True)

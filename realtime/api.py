@@ -13,16 +13,16 @@ from __future__ import annotations
 import logging
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
 from realtime.backends.base import Backend
 from realtime.backends.registry import create_backend
-from realtime.errors import InputError
+from realtime.errors import InputError, ModelError
 from realtime.modelfile import ModelInfo, load_model
 from realtime.pipeline import Pipeline, Policy, RunStats
-from realtime.sinks import NullSink, Sink, check_output, open_file_sink
+from realtime.sinks import NullSink, Sink, check_run_output, open_file_sink
 from realtime.sources import ImageSource, Source, open_source
 from realtime.styles import (
     Schedule,
@@ -33,6 +33,9 @@ from realtime.styles import (
     resolve_weights,
     validate_strength,
 )
+
+if TYPE_CHECKING:
+    from train.style_recipe import FitRecipe
 
 log = logging.getLogger(__name__)
 
@@ -47,10 +50,22 @@ class Stylizer:
 
     @classmethod
     def load(
-        cls, model: str | Path | None = None, backend: str = "auto", precision: str = "auto", device: str = "auto"
+        cls,
+        model: str | Path | None = None,
+        backend: str = "auto",
+        precision: str = "auto",
+        device: str = "auto",
+        compile: bool = False,
     ) -> Stylizer:
-        """``model``: a ``.stylecast`` file or None for the bundled one; ``backend``: auto, torch, onnx, tensorrt."""
+        """``model``: a ``.stylecast`` file or None for the bundled one; ``backend``: auto, torch, onnx, tensorrt.
+
+        ``compile``: run the torch backend under ``torch.compile`` (``realtime.compiled``).
+        """
         generator, info = load_model(model)
+        if compile:
+            from realtime.backends.torch_backend import compiled_backend
+
+            return cls(compiled_backend(backend, generator, info, precision, device), info)
         return cls(create_backend(backend, (generator, info), precision=precision, device=device), info)
 
     @property
@@ -63,6 +78,31 @@ class Stylizer:
             self.controller.crossfade_to(weights, crossfade_s)
         else:
             self.controller.set(weights)
+
+    def add_style(self, painting: str | Path, progress: bool = True, recipe: FitRecipe | None = None) -> str:
+        """Add ``painting`` as a style and make it current; returns its name.
+
+        The style is fitted on first use (minutes on a CPU, with a progress bar) and cached after
+        that (``train.style_cache``). The stylizer moves to the extended model on the same backend,
+        precision and device; the old styles are unchanged. ``recipe``: how to fit (default: the
+        standard ``train.style_recipe.FitRecipe``).
+        """
+        from train.style_cache import style_model
+
+        if self.info.path is None:
+            raise ModelError("this stylizer's model has no file to extend; load it from a .stylecast file")
+        path, name = style_model(
+            self.info.path, painting, recipe=recipe, device=self.backend.device, progress=progress
+        )
+        if path != self.info.path:
+            generator, info = load_model(path)
+            backend = create_backend(
+                self.backend.name, (generator, info), precision=self.backend.precision, device=self.backend.device
+            )
+            self.backend.close()
+            self.backend, self.info = backend, info
+        self.controller = StyleController(self.style_names, name)
+        return name
 
     def __call__(
         self,
@@ -117,32 +157,38 @@ class Stylizer:
         except BaseException:
             src.close()
             raise
-        pipeline = Pipeline(
-            src,
-            self.backend,
-            out,
-            self.controller,
-            policy=policy or "auto",
-            batch=batch,
-            strength=strength,
-            preserve_color=preserve_color,
-            progress=progress,
-        )
+        try:
+            pipeline = Pipeline(
+                src,
+                self.backend,
+                out,
+                self.controller,
+                policy=policy or "auto",
+                batch=batch,
+                strength=strength,
+                preserve_color=preserve_color,
+                progress=progress,
+            )
+        except BaseException:  # e.g. a batch too large for memory: no temporary file may stay behind
+            out.abort()
+            src.close()
+            raise
         return pipeline.run()
 
     def _file_sink(self, src: Source, output: str | Path | None, overwrite: bool, encode: dict[str, Any]) -> Sink:
         if output is None:
             return NullSink()
         path = Path(output)
-        check_output(path, [src.path] if src.path is not None else [], overwrite)
+        check_run_output(path, src, overwrite)
         single = isinstance(src, ImageSource) and not src.is_folder
         return open_file_sink(
             path,
-            src.path,
+            src,
             src.size,
             single_image=single,
             rate=src.rate or src.fps,
             time_base=src.time_base,
+            overwrite=overwrite,
             **encode,
         )
 

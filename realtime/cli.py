@@ -9,21 +9,24 @@ with ``--debug``.
 from __future__ import annotations
 
 import argparse
+import contextlib
 import importlib
 import logging
+import os
 import sys
 from collections.abc import Sequence
+from typing import Any, TextIO
 
 from realtime.errors import StylecastError
 
 #: module -> the sub-commands it registers (for the help text only; each module registers its own parsers)
 COMMAND_MODULES: dict[str, str] = {
     "train.cli": "train",
-    "realtime.export": "export",
-    "calibration.cli": "calibrate",
-    "realtime.compile": "compile",
+    "train.add_style_cli": "add-style",
+    "realtime.artifact_commands": "export, calibrate, compile",
     "realtime.commands": "run, webcam, styles",
     "benchmarks.cli": "bench",
+    "benchmarks.eval_cli": "eval",
 }
 
 log = logging.getLogger("stylecast")
@@ -55,21 +58,66 @@ def setup_logging(debug: bool, quiet: bool) -> None:
     logging.basicConfig(level=level, format="%(message)s", handlers=[handler], force=True)
 
 
+class _StdoutGuard:
+    """``sys.stdout`` that remembers a failed write: a closed pipe (``| head``) or a full device
+    (``> /dev/full``), told apart from every other ``OSError``."""
+
+    def __init__(self, stream: TextIO) -> None:
+        self.stream, self.failed = stream, False
+
+    def write(self, text: str) -> int:
+        try:
+            return self.stream.write(text)
+        except OSError:
+            self.failed = True
+            raise
+
+    def flush(self) -> None:
+        try:
+            self.stream.flush()
+        except OSError:
+            self.failed = True
+            raise
+
+    def __getattr__(self, name: str) -> Any:
+        return getattr(self.stream, name)
+
+
 def main(argv: Sequence[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     setup_logging(args.debug, args.quiet)
+    stdout = _StdoutGuard(sys.stdout)
+    sys.stdout = stdout
     try:
         code = args.func(args)
+        stdout.flush()  # what is still buffered fails here, not in the interpreter's exit
     except StylecastError as e:
         if args.debug:
             raise
-        print(f"stylecast: error: {e}", file=sys.stderr)
+        # One line, whatever the message holds: a path may contain newlines.
+        message = str(e).replace("\r", "\\r").replace("\n", "\\n")
+        print(f"stylecast: error: {message}", file=sys.stderr)
         return e.exit_code
     except KeyboardInterrupt:
         print("stylecast: interrupted", file=sys.stderr)
         return 130
+    except OSError as e:
+        if not stdout.failed:
+            raise
+        return _stdout_failed(stdout.stream, e)
+    finally:
+        sys.stdout = stdout.stream
     return int(code or 0)
+
+
+def _stdout_failed(stream: TextIO, e: OSError) -> int:
+    """Say once, on stderr, that the report could not be written (the work itself is done)."""
+    with contextlib.suppress(OSError, ValueError):
+        # The interpreter flushes stdout again at exit; /dev/null takes what is left.
+        os.dup2(os.open(os.devnull, os.O_WRONLY), stream.fileno())
+    print(f"stylecast: error: cannot write to standard output: {e.strerror or e}", file=sys.stderr)
+    return 2
 
 
 if __name__ == "__main__":

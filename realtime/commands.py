@@ -22,9 +22,12 @@ def _add_model_args(p: argparse.ArgumentParser, device_flag: str = "--device") -
     p.add_argument(
         "--backend", choices=BACKEND_NAMES, default="auto", help="inference backend (default: fastest available)"
     )
-    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "int8"), default="auto")
+    p.add_argument("--precision", choices=("auto", "fp32", "fp16", "bf16", "int8"), default="auto")
     p.add_argument(
         device_flag, dest="compute_device", choices=("auto", "cpu", "cuda"), default="auto", help="where inference runs"
+    )
+    p.add_argument(
+        "--compile", action="store_true", help="torch backend under torch.compile (first start compiles; cached after)"
     )
 
 
@@ -34,6 +37,12 @@ def _add_style_args(p: argparse.ArgumentParser) -> None:
         help="style name or blend, e.g. starry_night or starry_night:0.6,great_wave:0.4 (default: the first style)",
     )
     p.add_argument("--schedule", type=Path, help="TOML/JSON keyframes of style weights over time")
+    p.add_argument(
+        "--style-image",
+        type=Path,
+        metavar="PAINTING",
+        help="add this painting as a style and use it: fitted on first use (minutes on a CPU), cached after that",
+    )
     p.add_argument(
         "--strength", type=unit_float, default=1.0, help="mix with the original: 0 = original, 1 = fully stylized"
     )
@@ -99,11 +108,20 @@ def _load(args: argparse.Namespace) -> Any:
     from realtime.api import Stylizer
     from realtime.styles import load_schedule
 
-    if args.style and args.schedule:
+    if args.style is not None and args.schedule:
         raise StyleError("give --style or --schedule, not both")
-    stylizer = Stylizer.load(args.model, backend=args.backend, precision=args.precision, device=args.compute_device)
-    if args.style:
-        stylizer.set_style(args.style)
+    model, style = args.model, args.style
+    if args.style_image:
+        from train.style_cache import style_model
+
+        model, name = style_model(model, args.style_image, device=args.compute_device, progress=not args.quiet)
+        if style is None and not args.schedule:
+            style = name
+    stylizer = Stylizer.load(
+        model, backend=args.backend, precision=args.precision, device=args.compute_device, compile=args.compile
+    )
+    if style is not None:  # --style '' is an error, not the default style
+        stylizer.set_style(style)
     schedule = load_schedule(args.schedule, stylizer.style_names) if args.schedule else None
     return stylizer, schedule
 
@@ -116,13 +134,13 @@ def _finish(stats: Any) -> int:
 def cmd_run(args: argparse.Namespace) -> int:
     from tqdm import tqdm  # type: ignore[import-untyped,unused-ignore]
 
-    from realtime.sinks import check_output
+    from realtime.sinks import check_run_output
     from realtime.sources import open_source
 
     # Input and output problems are reported before the model loads (and maybe exports to ONNX).
     source = open_source(args.input, max_side=args.max_side, size=args.size, live=args.live)
     try:
-        check_output(args.output, [source.path] if source.path else [], args.overwrite)
+        check_run_output(args.output, source, args.overwrite)
         stylizer, schedule = _load(args)
     except BaseException:
         source.close()

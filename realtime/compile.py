@@ -1,4 +1,6 @@
-"""``stylecast compile``: ONNX -> TensorRT engine, cached per model, precision, shapes, GPU and TensorRT.
+"""The TensorRT compiler: an ONNX graph (or the generator itself) -> serialized engine bytes, plus the
+key that identifies an engine on this machine. ``realtime.artifacts`` caches what this builds and
+serves it to ``stylecast compile`` and the TensorRT backend; nothing here knows the cache folder.
 
 Two routes build the engine:
 
@@ -10,24 +12,21 @@ Two routes build the engine:
   only; it takes frames whose sides are multiples of 4 (>= 16), so such hosts pad frames themselves.
 
 Precisions: ``fp32``; ``fp16``; ``int8`` (explicit Q/DQ INT8, other layers FP32); ``best`` (Q/DQ INT8
-plus FP16 elsewhere). Engines are cached (``realtime.engine_cache``): a hit only reads a file.
+plus FP16 elsewhere).
 """
 
 from __future__ import annotations
 
-import argparse
 import inspect
 import logging
-import shutil
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from realtime.backends.onnx_backend import cache_dir, onnx_model_path
-from realtime.engine_cache import EngineCache, EngineKey
-from realtime.errors import BackendUnavailable, InputError, ModelError, OutputError
+from realtime.engine_cache import EngineKey
+from realtime.errors import BackendUnavailable, InputError
 from realtime.model import MIN_SIDE, Generator
-from realtime.modelfile import ModelInfo, file_sha256, load_model
+from realtime.modelfile import ModelInfo, file_sha256
 
 log = logging.getLogger(__name__)
 
@@ -126,10 +125,6 @@ def gpu_identity() -> tuple[str, str]:
     return torch.cuda.get_device_name(), f"{major}.{minor}"
 
 
-def engine_cache() -> EngineCache:
-    return EngineCache(cache_dir("engines"))
-
-
 def engine_key(info: ModelInfo, precision: str, profile: ShapeProfile, route: str = "tensorrt", graph: Path | None = None) -> EngineKey:
     """The cache key for this model (and source ONNX ``graph``) on this machine (needs TensorRT and a GPU)."""
     version = require_tensorrt(route)
@@ -146,18 +141,10 @@ def _frontend_versions() -> str:
     return f"torch {torch.__version__}, torch-tensorrt {torch_tensorrt.__version__}"
 
 
-def _source_graph(generator: Generator, info: ModelInfo, precision: str, frames: str | Path | None, method: str) -> Path:
-    if precision in ("int8", "best"):
-        from calibration import int8_model_path
-
-        return int8_model_path(generator, info, frames=frames, method=method)
-    return onnx_model_path(generator, info)
-
-
-def _build_tensorrt(graph: Path, info: ModelInfo, precision: str, profile: ShapeProfile, workspace_gb: float) -> bytes:
+def build_tensorrt(graph: Path, info: ModelInfo, precision: str, profile: ShapeProfile, workspace_gb: float, timing_cache: Path) -> bytes:
+    """A TensorRT engine from the ONNX ``graph`` (the TensorRT Python API route); minutes."""
     from realtime.tensorrt_engine import BuildSpec, build_engine
 
-    _, capability = gpu_identity()
     spec = BuildSpec(
         onnx_path=graph,
         precision=precision,
@@ -166,7 +153,7 @@ def _build_tensorrt(graph: Path, info: ModelInfo, precision: str, profile: Shape
         max_shape=profile.max,
         num_styles=info.config.num_styles,
         workspace_bytes=int(workspace_gb * (1 << 30)),
-        timing_cache=cache_dir("engines") / f"timing-sm{capability.replace('.', '')}-trt{require_tensorrt()}.cache",
+        timing_cache=timing_cache,
     )
     return build_engine(spec)
 
@@ -177,7 +164,7 @@ def export_for_dynamo(generator: Generator, profile: ShapeProfile, device: str =
     The generator's own padding arithmetic (``max(MIN_SIDE, multiple of 4)``) produces guards that
     torch.export cannot prove for a whole strict range, so the sizes are exported as ``Dim.AUTO`` from
     an example of the profile's opt shape; the program then serves every side that is a multiple of 4
-    and >= MIN_SIDE (``parse_shapes`` plus the check in ``_build_torch_tensorrt`` guarantee that).
+    and >= MIN_SIDE (``parse_shapes`` plus the check in ``build_torch_tensorrt`` guarantee that).
     """
     import torch
 
@@ -189,7 +176,7 @@ def export_for_dynamo(generator: Generator, profile: ShapeProfile, device: str =
     return torch.export.export(generator.eval().to(device), example, dynamic_shapes=({0: auto, 2: auto, 3: auto}, {0: auto}))
 
 
-def _build_torch_tensorrt(generator: Generator, info: ModelInfo, precision: str, profile: ShapeProfile, workspace_gb: float) -> bytes:
+def build_torch_tensorrt(generator: Generator, info: ModelInfo, precision: str, profile: ShapeProfile, workspace_gb: float) -> bytes:
     import tempfile
 
     import torch
@@ -239,123 +226,3 @@ def _precision_options(compile_fn: Any, precision: str) -> dict[str, Any]:
     if "use_explicit_typing" in params:
         options["use_explicit_typing"] = False
     return options
-
-
-def ensure_engine(
-    generator: Generator,
-    info: ModelInfo,
-    precision: str = "fp16",
-    profile: ShapeProfile | None = None,
-    *,
-    route: str = "tensorrt",
-    workspace_gb: float = DEFAULT_WORKSPACE_GB,
-    force: bool = False,
-    frames: str | Path | None = None,
-    method: str = "percentile",
-) -> tuple[Path, EngineKey]:
-    """The cached engine for these settings, built now when missing, stale or corrupt."""
-    if precision not in PRECISIONS:
-        raise ModelError(f"unknown precision {precision!r}; choose one of {', '.join(PRECISIONS)}")
-    if route not in ROUTES:
-        raise ModelError(f"unknown route {route!r}; choose one of {', '.join(ROUTES)}")
-    profile = profile or parse_shapes(DEFAULT_SHAPES)
-    # TensorRT and the GPU are checked first: calibrating for an engine that cannot be built wastes a minute.
-    engine_key(info, precision, profile, route)
-    graph = _source_graph(generator, info, precision, frames, method) if route == "tensorrt" else None
-    key = engine_key(info, precision, profile, route, graph)
-    cache = engine_cache()
-    cache.check_writable()
-    if force:
-        cache.evict(key)
-    elif cache.load(key) is not None:
-        log.info("engine cache hit: %s", cache.paths(key)[0])
-        return cache.paths(key)[0], key
-    log.info("building a %s %s engine for %s on %s (minutes; cached afterwards)", route, precision, profile.spec(), key.gpu_name)
-    if graph is not None:
-        data = _build_tensorrt(graph, info, precision, profile, workspace_gb)
-    else:
-        data = _build_torch_tensorrt(generator, info, precision, profile, workspace_gb)
-    return cache.store(key, data, style_names=info.style_names), key
-
-
-def compile_engine(
-    model: Path | str | None = None,
-    precision: str = "fp16",
-    shapes: str | ShapeProfile = DEFAULT_SHAPES,
-    output: Path | str | None = None,
-    **options: Any,
-) -> Path:
-    """Python API of ``stylecast compile``: the engine's path (a copy at ``output`` when given)."""
-    generator, info = load_model(model)
-    profile = parse_shapes(shapes) if isinstance(shapes, str) else shapes
-    path, _ = ensure_engine(generator, info, precision, profile, **options)
-    return _copy_out(path, None if output is None else Path(output))
-
-
-def _copy_out(path: Path, output: Path | None) -> Path:
-    if output is None:
-        return path
-    try:
-        shutil.copyfile(path, output)
-    except OSError as e:
-        raise OutputError(f"cannot write {output}: {e.strerror or e}") from None
-    return output
-
-
-def _shapes_arg(text: str) -> ShapeProfile:
-    try:
-        return parse_shapes(text)
-    except ValueError as e:
-        raise argparse.ArgumentTypeError(str(e)) from None
-
-
-def _workspace_arg(text: str) -> float:
-    try:
-        value = float(text)
-    except ValueError:
-        value = -1.0
-    if not value > 0:
-        raise argparse.ArgumentTypeError(f"workspace must be a positive number of GiB, got {text!r}")
-    return value
-
-
-def add_engine_args(p: argparse.ArgumentParser) -> None:
-    """Options shared by ``compile`` and ``export --format engine``."""
-    p.add_argument("--precision", choices=PRECISIONS, default="fp16", help="engine precision (default fp16)")
-    p.add_argument(
-        "--shapes",
-        type=_shapes_arg,
-        default=parse_shapes(DEFAULT_SHAPES),
-        help=f"optimization profile MIN:OPT:MAX or min=..,opt=..,max=.. of BxCxHxW (default {DEFAULT_SHAPES})",
-    )
-    p.add_argument("--workspace", type=_workspace_arg, default=DEFAULT_WORKSPACE_GB, help="builder workspace limit, GiB (default 4)")
-    p.add_argument("--route", choices=ROUTES, default="tensorrt", help="TensorRT Python API or torch-tensorrt dynamo (default tensorrt)")
-    p.add_argument("--force", action="store_true", help="rebuild even when the engine cache has this engine")
-
-
-def register(subparsers: Any) -> None:
-    from calibration.cli import add_calibration_args
-
-    p = subparsers.add_parser(
-        "compile",
-        help="build a TensorRT engine (cached per model, precision, shapes, GPU, TensorRT)",
-        description="Compile a model to a TensorRT engine for this GPU. Needs the tensorrt extra and an NVIDIA GPU.",
-    )
-    p.add_argument("--model", type=Path, help="a .stylecast model file (default: the bundled model)")
-    p.add_argument("-o", "--output", type=Path, help="also copy the engine here (it stays in the cache either way)")
-    add_engine_args(p)
-    add_calibration_args(p, gate=False)
-    p.set_defaults(func=run_compile)
-
-
-def compile_from_args(args: argparse.Namespace, generator: Generator, info: ModelInfo, precision: str, output: Path | None) -> Path:
-    path, _ = ensure_engine(
-        generator, info, precision, args.shapes, route=args.route, workspace_gb=args.workspace, force=args.force, frames=args.frames, method=args.method
-    )
-    return _copy_out(path, output)
-
-
-def run_compile(args: argparse.Namespace) -> int:
-    generator, info = load_model(args.model)
-    print(compile_from_args(args, generator, info, args.precision, args.output))
-    return 0

@@ -14,13 +14,13 @@ import hashlib
 import json
 import logging
 import os
-import tempfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Any
 
 from realtime.errors import OutputError
 from realtime.modelfile import atomic_write_bytes
+from realtime.outputs import writable_folder
 
 log = logging.getLogger(__name__)
 
@@ -60,17 +60,13 @@ class EngineCache:
         stem = key.digest()[:32]
         return self.root / f"{stem}.engine", self.root / f"{stem}.json"
 
+    def timing_cache(self, key: EngineKey) -> Path:
+        """TensorRT's timing cache for the builds of ``key``'s GPU architecture and TensorRT version."""
+        return self.root / f"timing-sm{key.compute_capability.replace('.', '')}-trt{key.tensorrt_version}.cache"
+
     def check_writable(self) -> None:
         """Fail now, with the fix in the message, rather than after a build that takes minutes."""
-        try:
-            self.root.mkdir(parents=True, exist_ok=True)
-            with tempfile.TemporaryFile(dir=self.root):
-                pass
-        except OSError as e:
-            raise OutputError(
-                f"engine cache folder {self.root} is not writable ({e.strerror or e}); "
-                "set STYLECAST_CACHE to a writable folder"
-            ) from None
+        writable_folder(self.root, "engine cache folder", "set STYLECAST_CACHE to a writable folder")
 
     def load(self, key: EngineKey) -> bytes | None:
         """The cached engine for ``key``, or None when there is none or it cannot be trusted."""

@@ -1,5 +1,6 @@
-"""Export a stylecast model: ONNX (what ONNX Runtime, the INT8 calibrator and TensorRT consume), its
-INT8 Q/DQ variant, a TensorRT engine, or TorchScript, all behind one ``stylecast export``.
+"""The exporter: a stylecast generator as ONNX (what ONNX Runtime, the INT8 calibrator and TensorRT
+consume) or TorchScript, each checked against eager torch. ``stylecast export`` (``realtime.artifact_commands``)
+offers these and, through ``realtime.artifacts``, the INT8 graph and TensorRT engines.
 
 The ONNX graph takes ``frames [B,3,H,W]`` float32 in [0,1] and ``style_weights [B,N]`` and returns
 ``stylized [B,3,H,W]``; batch, height and width are dynamic. The model's style names and file hash
@@ -10,26 +11,26 @@ included, and fails rather than hand over a graph that computes something else.
 
 from __future__ import annotations
 
-import argparse
 import io
 import json
 import logging
 import warnings
 from collections.abc import Callable
-from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
 
 import numpy as np
 import torch
 
-from realtime.errors import ModelError, OutputError
+from realtime.errors import ModelError
 from realtime.model import MIN_SIDE, Generator
-from realtime.modelfile import ModelInfo, atomic_write_bytes, load_model
+from realtime.modelfile import ModelInfo, atomic_write_bytes
 
 log = logging.getLogger(__name__)
 
 OPSET = 17
+#: the newest opset torch's TorchScript-based ONNX exporter writes (InstanceNormalization and the
+#: dynamic padding need at least OPSET)
+MAX_OPSET = 20
 INPUT_NAMES = ("frames", "style_weights")
 OUTPUT_NAME = "stylized"
 #: (batch, height, width) the parity check runs: the smallest side, odd sides, a batch, the 360p target
@@ -42,6 +43,8 @@ def export_onnx(generator: Generator, info: ModelInfo, path: Path | str, opset: 
     """Write ``generator`` as ONNX with dynamic batch/height/width and the model's metadata."""
     import onnx
 
+    if not OPSET <= opset <= MAX_OPSET:
+        raise ModelError(f"ONNX opset {opset} is outside the supported range {OPSET}..{MAX_OPSET}")
     path = Path(path)
     n = generator.cfg.num_styles
     m = generator.cfg.multiple
@@ -149,100 +152,3 @@ def verify_torchscript(generator: Generator, path: Path | str) -> float:
             return module(frames, weights).numpy()
 
     return check_parity(generator, run, f"TorchScript export {path}")
-
-
-@dataclass(frozen=True)
-class Format:
-    name: str
-    suffix: str
-    description: str
-    requires: str
-
-
-FORMATS = {
-    f.name: f
-    for f in (
-        Format("onnx", ".onnx", "ONNX FP32, dynamic batch/height/width (ONNX Runtime, TensorRT)", "onnx, onnxruntime"),
-        Format("onnx-int8", ".int8.onnx", "explicit Q/DQ INT8 ONNX, calibrated and quality-gated", "onnxruntime"),
-        Format("engine", ".engine", "TensorRT engine for this GPU (fp16/int8/best)", "tensorrt, CUDA GPU"),
-        Format("torchscript", ".torchscript.pt", "traced TorchScript (libtorch hosts)", "torch"),
-    )
-}
-
-
-def _formats_epilog() -> str:
-    rows = "\n".join(f"  {f.name:<12} {f.suffix:<16} {f.description} [{f.requires}]" for f in FORMATS.values())
-    return "formats:\n" + rows
-
-
-def register(subparsers: Any) -> None:
-    from calibration.cli import add_calibration_args
-    from realtime.compile import add_engine_args
-
-    p = subparsers.add_parser(
-        "export",
-        help="export a model to ONNX, INT8 ONNX, a TensorRT engine or TorchScript",
-        description="Export a model for deployment. ONNX and TorchScript exports are checked against torch.",
-        epilog=_formats_epilog(),
-        formatter_class=argparse.RawDescriptionHelpFormatter,
-    )
-    p.add_argument("--model", type=Path, help="a .stylecast model file (default: the bundled model)")
-    p.add_argument("--format", choices=tuple(FORMATS), default="onnx", help="what to export (default: onnx)")
-    p.add_argument("-o", "--output", type=Path, help="output file (default: <model name><format suffix> here)")
-    p.add_argument("--int8", action="store_true", help="INT8: onnx -> onnx-int8; engine -> int8 precision")
-    p.add_argument("--half", action="store_true", help="FP16 (engine only: --format engine --half)")
-    p.add_argument("--opset", type=int, default=OPSET, help=f"ONNX opset (>= 17; default {OPSET})")
-    p.add_argument("--no-verify", action="store_true", help="skip the parity check against torch")
-    add_calibration_args(p)
-    add_engine_args(p)
-    p.set_defaults(func=run_export)
-
-
-def _default_output(info: ModelInfo, fmt: Format, precision: str) -> Path:
-    stem = info.path.stem if info.path is not None else "model"
-    suffix = f".{precision}.engine" if fmt.name == "engine" else fmt.suffix
-    return Path.cwd() / f"{stem}{suffix}"
-
-
-def run_export(args: argparse.Namespace) -> int:
-    fmt = FORMATS["onnx-int8" if args.int8 and args.format == "onnx" else args.format]
-    if args.half and fmt.name != "engine":
-        raise ModelError("--half applies to TensorRT engines (--format engine); ONNX exports stay FP32 for portability")
-    if args.opset < OPSET:
-        raise ModelError(f"--opset must be >= {OPSET} (InstanceNormalization and dynamic padding need it)")
-    generator, info = load_model(args.model)
-    precision = "int8" if args.int8 else "fp16" if args.half else args.precision
-    output = args.output or _default_output(info, fmt, precision)
-    if output.is_dir():
-        raise OutputError(f"output is a directory: {output}")
-    if not output.parent.is_dir():
-        raise OutputError(f"output folder does not exist: {output.parent}")
-    if fmt.name in ("onnx", "torchscript"):
-        if fmt.name == "onnx":
-            export_onnx(generator, info, output, opset=args.opset)
-        else:
-            export_torchscript(generator, info, output)
-        if not args.no_verify:
-            verify = verify_onnx if fmt.name == "onnx" else verify_torchscript
-            try:
-                err = verify(generator, output)
-            except ModelError:
-                output.unlink(missing_ok=True)  # never leave an export behind that failed its check
-                raise
-            log.info("%s matches torch: max abs error %.2e over %d shapes", fmt.name, err, len(PARITY_SHAPES))
-    elif fmt.name == "onnx-int8":
-        from calibration import calibrate
-        from calibration.cli import print_report, thresholds_from
-        from calibration.frames import representative_frames
-
-        report = calibrate(
-            generator, info, representative_frames(args.frames), output, method=args.method, thresholds=thresholds_from(args)
-        )
-        print_report(report, output)
-        return 0 if report.passed else 1
-    else:
-        from realtime.compile import compile_from_args
-
-        compile_from_args(args, generator, info, precision, output)
-    print(output)
-    return 0

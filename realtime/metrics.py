@@ -1,4 +1,4 @@
-"""Quality measures used by the product and its benchmarks: temporal flicker and drift between precisions.
+"""Quality measures used by the product and its benchmarks: flicker, drift between precisions, style and content.
 
 The one place for metrics: calibration's quality gate, ``stylecast bench`` and ``stylecast eval`` all
 import them from here, so every figure means the same thing everywhere.
@@ -10,17 +10,21 @@ found by forward-backward consistency (Sundaram et al., 2010). The same measure 
 the floor any stylization is compared with, so the ratio output/input says how much flicker the
 stylization adds: 1.0 would be as steady as the video itself.
 
-All functions take uint8 RGB ``[H,W,3]`` frames, the runtime's host format.
+The flicker and drift functions take uint8 RGB ``[H,W,3]`` frames, the runtime's host format. The
+perceptual section at the end (Gram matrices, style and content distances, nearest style, grid energy)
+takes torch tensors.
 """
 
 from __future__ import annotations
 
 import logging
-from collections.abc import Sequence
+from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
 
 import cv2
 import numpy as np
+import torch
+import torch.nn.functional as F
 
 log = logging.getLogger(__name__)
 
@@ -139,3 +143,68 @@ class TemporalReference:
         # A perfectly still input has no flicker to compare with; the ratio is then undefined.
         ratio = error / self.input_error if self.input_error > 0 else None
         return {"warping_error": error, "input_warping_error": self.input_error, "ratio_to_input": ratio}
+
+
+# --- Perceptual and periodic-artifact measures (``stylecast eval``) ------------------------------------
+#
+# These take torch tensors: VGG feature maps ``[B,C,H,W]`` for the style and content distances, and
+# images ``[B,3,H,W]`` in [0,1] for the grid energy. The trainer's grid penalty is ``grid_energy`` itself,
+# so the figure ``stylecast eval`` reports is the quantity the trainer minimizes.
+
+
+def gram(features: torch.Tensor) -> torch.Tensor:
+    """``[B,C,H,W] -> [B,C,C]``: ``F Fᵀ / (C·H·W)``, so layers and image sizes are comparable."""
+    b, c, h, w = features.shape
+    f = features.float().reshape(b, c, h * w)
+    return f @ f.transpose(1, 2) / (c * h * w)
+
+
+def style_distance(out_grams: Mapping[str, torch.Tensor], painting_grams: Mapping[str, torch.Tensor]) -> torch.Tensor:
+    """``[B,N]``: ``Σ_l ‖G_l(out) − G_l(painting)‖²_F / ‖G_l(painting)‖²_F`` of B outputs to N paintings.
+
+    Dividing by the painting's own Gram norm makes every layer count alike (relu4_3's raw distance is
+    orders of magnitude above relu1_2's), and 1.0 per layer is the distance of an all-zero output.
+    """
+    if set(out_grams) != set(painting_grams):
+        raise ValueError(f"layers differ: {sorted(out_grams)} against {sorted(painting_grams)}")
+    total = torch.zeros(())
+    for layer, g in out_grams.items():
+        target = painting_grams[layer]  # [N,C,C]
+        d = ((g[:, None] - target[None]) ** 2).sum(dim=(2, 3))
+        total = total + d / (target**2).sum(dim=(1, 2))[None]
+    return total
+
+
+def content_distance(out_features: torch.Tensor, photo_features: torch.Tensor) -> torch.Tensor:
+    """``[B]``: ``mean((φ(out) − φ(photo))²) / mean(φ(photo)²)`` per image (0 = the photo's features)."""
+    diff = (out_features.float() - photo_features.float()).pow(2).flatten(1).mean(dim=1)
+    return diff / photo_features.float().pow(2).flatten(1).mean(dim=1).clamp_min(1e-12)
+
+
+def nearest_style(distances: torch.Tensor, own: Sequence[int] | torch.Tensor) -> torch.Tensor:
+    """``[B]`` bool: output b is strictly closer to painting ``own[b]`` than to every other painting."""
+    own_index = torch.as_tensor(own, dtype=torch.long).reshape(-1, 1)
+    mine = distances.gather(1, own_index)
+    others = distances.scatter(1, own_index, float("inf"))
+    return (mine < others).all(dim=1)
+
+
+def grid_energy(x: torch.Tensor, period: int = 4, window: int = 32) -> torch.Tensor:
+    """Energy of a pattern that repeats every ``period`` pixels, measured in ``window``-sized tiles.
+
+    A stride-``period`` stem and a sub-pixel upsampling give each of the period x period output
+    phases its own weights, and any systematic difference between them prints a grid. A box filter
+    one period wide removes that grid exactly, so the residual holds it (and the fine texture);
+    averaging the residual over each phase inside a tile cancels the texture, which does not repeat
+    on the grid, and leaves the grid, whose squared amplitude is the energy (a mean over the batch).
+    Natural images score near 0. Differentiable: the trainer's grid penalty is this function.
+    """
+    b, c, h, w = x.shape
+    window = min(window, h // period * period, w // period * period)  # small crops: one smaller tile
+    h, w = h // window * window, w // window * window
+    x = x[..., :h, :w].float()
+    lo, hi = (period - 1) // 2, period // 2
+    residual = x - F.avg_pool2d(F.pad(x, (lo, hi, lo, hi), mode="replicate"), period, stride=1)
+    cells = window // period
+    tiles = residual.reshape(b, c, h // window, cells, period, w // window, cells, period)
+    return tiles.mean(dim=(3, 6)).pow(2).mean()

@@ -9,7 +9,7 @@ Stages are joined by bounded queues, so decoding and encoding overlap inference.
   slower than the source.
 
 The encode/display stage runs on the calling thread (windows must live there on some platforms),
-and SIGINT/SIGTERM end the run cleanly: the sink still finalizes what was written.
+and SIGINT/SIGTERM/SIGHUP end the run cleanly: the sink still finalizes what was written.
 """
 
 from __future__ import annotations
@@ -26,6 +26,7 @@ from typing import Any, Literal
 
 import numpy as np
 
+from realtime.argtypes import check_batch
 from realtime.backends.base import Backend
 from realtime.sinks import Sink
 from realtime.sources import Frame, Source
@@ -37,6 +38,8 @@ STAGES = ("decode", "upload", "infer", "download", "encode")
 Policy = Literal["lossless", "latest"]
 
 _END = object()  # end of stream marker, never dropped by a mailbox
+#: signals that end a run cleanly (a playable output of the frames so far): Ctrl-C, kill, a closed terminal
+STOP_SIGNALS = tuple(getattr(signal, name) for name in ("SIGINT", "SIGTERM", "SIGHUP") if hasattr(signal, name))
 _POLL_S = 0.05
 
 
@@ -195,6 +198,7 @@ class Pipeline:
         self.policy: Policy = ("latest" if source.live else "lossless") if policy == "auto" else policy
         # Batching trades latency for throughput: only where no frame may be dropped.
         self.batch = max(1, batch) if self.policy == "lossless" else 1
+        check_batch(self.batch, source.size)
         self.strength, self.preserve_color = strength, preserve_color
         self.progress = progress
         self.stop = threading.Event()
@@ -347,7 +351,7 @@ class Pipeline:
     def _install_signal_handlers(self) -> dict[int, Any]:
         if threading.current_thread() is not threading.main_thread():
             return {}
-        previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in (signal.SIGINT, signal.SIGTERM)}
+        previous: dict[int, Any] = {sig: signal.getsignal(sig) for sig in STOP_SIGNALS}
 
         def on_signal(signum: int, _frame: Any) -> None:
             log.warning("interrupted: finishing the output written so far (again to abort)")

@@ -8,13 +8,16 @@ after Ctrl-C so the frames done so far form a playable file; ``abort`` (after an
 from __future__ import annotations
 
 import contextlib
+import io
 import logging
 import math
 import os
+import re
+import sys
 import time
 from abc import ABC, abstractmethod
 from collections import deque
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -23,8 +26,9 @@ import cv2
 import numpy as np
 
 from realtime.errors import OutputError
-from realtime.modelfile import atomic_write_bytes
-from realtime.sources import IMAGE_SUFFIXES, Frame
+from realtime.modelfile import atomic_write_bytes, temp_path_beside
+from realtime.outputs import check_output
+from realtime.sources import IMAGE_SUFFIXES, AudioTrack, Frame, ImageSource, Source
 
 log = logging.getLogger(__name__)
 
@@ -48,21 +52,11 @@ class Sink(ABC):
         self.close(complete=False)
 
 
-def check_output(output: Path, inputs: list[Path], overwrite: bool) -> None:
-    """Refuse outputs that would destroy an input, clobber a file, or cannot be written."""
-    for inp in inputs:
-        if output.resolve() == inp.resolve() or (output.exists() and inp.exists() and output.samefile(inp)):
-            raise OutputError(f"output {output} is the input; choose another name")
-    if output.exists() and not overwrite and not output.is_dir():
-        raise OutputError(f"output {output} exists; pass --overwrite to replace it")
-    if output.is_dir() and not overwrite and any(output.iterdir()):
-        # Frames are named after the inputs (or numbered): earlier results would be replaced one by one.
-        raise OutputError(f"output folder {output} is not empty; pass --overwrite to write into it")
-    parent = output.parent if not output.is_dir() else output
-    if not parent.is_dir():
-        raise OutputError(f"output folder does not exist: {parent}")
-    if not os.access(parent, os.W_OK | os.X_OK):
-        raise OutputError(f"output folder is not writable: {parent}")
+def check_run_output(output: Path, source: Source, overwrite: bool) -> None:
+    """Refuse a ``run`` output that would destroy the input, clobber a file, or cannot be written."""
+    if str(output) == "-":
+        raise OutputError("-o - (standard output) is not supported; give a file or folder name")
+    check_output(output, [source.path] if source.path is not None else [], overwrite)
 
 
 class TeeSink(Sink):
@@ -94,8 +88,72 @@ class NullSink(Sink):
         self.frames += 1
 
 
+#: encoders with a constant-quality mode (--crf), and the extra options that mode needs
+CRF_CODECS: dict[str, dict[str, str]] = {
+    "libx264": {},
+    "libx265": {},
+    # libvpx uses --crf only with the bitrate set to 0; its default bitrate would cap the quality.
+    "libvpx-vp9": {"b": "0"},
+    "libvpx": {"b": "0"},
+    "libaom-av1": {"b": "0"},
+}
+#: the highest --bitrate (no encoder's level goes beyond it; larger values overflow encoder fields)
+MAX_BITRATE = 2_000_000_000
+
+
+def _video_codec(name: str) -> str:
+    """The encoder's real name (``h264`` -> ``libx264``); refuses unknown and non-video codecs."""
+    import av
+
+    try:
+        codec = av.Codec(name, "w")
+    except (ValueError, av.error.FFmpegError) as e:
+        raise OutputError(f"video codec {name!r} is not available: {e}") from None
+    if codec.type != "video":
+        raise OutputError(f"codec {name!r} encodes {codec.type}, not video; choose a video codec such as libx264")
+    return str(codec.name)
+
+
+def _takes_as_is(container_format: str, template: Any) -> bool:
+    """Whether ``container_format`` holds the input's audio stream as it is (tried on a header in memory).
+
+    Muxers check codecs when they write the header, which for a short clip happens only when the
+    encoder's first packets come out at the end; this finds out before any frame is decoded.
+    """
+    import av
+
+    try:
+        with av.open(io.BytesIO(), "w", format=container_format) as probe:
+            probe.add_stream_from_template(template)
+            probe.start_encoding()
+    except (ValueError, av.error.FFmpegError):
+        return False
+    return True
+
+
+def publish(tmp: Path, path: Path, overwrite: bool) -> None:
+    """Rename a complete ``tmp`` to ``path``; without ``overwrite`` never replace a file that appeared meanwhile."""
+    if overwrite:
+        os.replace(tmp, path)
+        return
+    try:
+        os.link(tmp, path)  # atomic, and fails when ``path`` exists
+    except FileExistsError:
+        raise OutputError(f"{path} appeared while this run wrote it (another run?); it was not replaced") from None
+    except OSError:  # a file system without hard links: the check and the rename are two steps
+        if os.path.lexists(path):
+            raise OutputError(f"{path} appeared while this run wrote it (another run?); it was not replaced") from None
+        os.replace(tmp, path)
+        return
+    tmp.unlink()
+
+
 class VideoSink(Sink):
-    """Encodes with PyAV at the input's time base and timestamps, remuxing the input's audio."""
+    """Encodes with PyAV at the input's time base and timestamps, copying the input's audio.
+
+    The audio is copied as it is when the container takes it, else encoded with the container's
+    default audio codec (e.g. PCM into MP4 becomes AAC).
+    """
 
     def __init__(
         self,
@@ -103,37 +161,41 @@ class VideoSink(Sink):
         size: tuple[int, int],
         rate: Fraction | float | None = None,
         time_base: Fraction | None = None,
-        audio_from: Path | None = None,
+        audio_from: AudioTrack | None = None,
         codec: str | None = None,
         crf: int | None = None,
         bitrate: str | None = None,
         preset: str | None = None,
+        overwrite: bool = False,
     ) -> None:
         import av
 
         bits_per_second = parse_bitrate(bitrate) if bitrate is not None else None
         self.path = Path(path)
-        self.tmp = self.path.with_name(f".{self.path.stem}.part{self.path.suffix}")
+        self.overwrite = overwrite
+        # H.264 plays everywhere; WebM only takes VP8/VP9/AV1.
+        codec = _video_codec(codec or ("libvpx-vp9" if self.path.suffix.lower() == ".webm" else "libx264"))
+        if crf is not None and codec not in CRF_CODECS:
+            raise OutputError(f"--crf does not apply to {codec} (only {', '.join(CRF_CODECS)}); use --bitrate")
         rate = Fraction(rate).limit_denominator(1001000) if rate else Fraction(25)
         self.time_base = time_base or 1 / rate
-        self.container: Any
+        self.container: Any = None
         self.stream: Any
         try:
-            # PyAV opens the file only at the first packet; creating it now reports a bad path at once.
-            self.tmp.touch()
-            self.container = av.open(str(self.tmp), "w")
+            # A new, uniquely named file: never one the user has (or another run writes).
+            self.tmp = temp_path_beside(self.path.with_suffix(""), suffix=".part" + self.path.suffix)
         except OSError as e:
-            raise OutputError(f"cannot create {self.tmp}: {e.strerror or e}") from None
-        except (ValueError, av.error.FFmpegError) as e:
+            raise OutputError(f"cannot create a file in {self.path.parent}: {e.strerror or e}") from None
+        try:
+            self.container = av.open(str(self.tmp), "w")
+        except (ValueError, av.error.FFmpegError, OSError) as e:
             self.tmp.unlink(missing_ok=True)
             raise OutputError(f"cannot write video {self.path} (unknown extension or unwritable): {e}") from None
-        # H.264 plays everywhere; WebM only takes VP8/VP9/AV1.
-        codec = codec or ("libvpx-vp9" if self.path.suffix.lower() == ".webm" else "libx264")
         try:
             self.stream = self.container.add_stream(codec, rate=rate)
         except (ValueError, av.error.FFmpegError) as e:
             self._discard()
-            raise OutputError(f"video codec {codec!r} is not available: {e}") from None
+            raise OutputError(f"video codec {codec!r} cannot be written to {self.path.suffix}: {e}") from None
         # yuv420p (what players expect) halves chroma resolution, so sides must be even: odd frames
         # are padded by one edge pixel rather than refused.
         self.stream.width, self.stream.height = size[0] + size[0] % 2, size[1] + size[1] % 2
@@ -148,45 +210,71 @@ class VideoSink(Sink):
                 options["crf"] = str(20 if crf is None else crf)
         elif preset:
             options["preset"] = preset
+        if crf is not None and codec not in ("libx264", "libx265"):
+            options["crf"] = str(crf)
+            if bits_per_second is None:
+                options.update(CRF_CODECS[codec])  # with --bitrate too, libvpx caps the quality at it
         if bits_per_second is not None:
             self.stream.bit_rate = bits_per_second
         self.stream.options = options
-        self.audio_in: Any = None
+        self.audio: AudioTrack | None = None
         self.audio_out: Any = None
-        self._audio_packets: Iterator[Any] = iter(())
-        self._pending: Any = None
+        self._transcode = False
         if audio_from is not None:
             self._open_audio(audio_from)
         self.frames = 0
         self._last_pts: int | None = None
         self._last_seconds = 0.0
 
-    def _open_audio(self, source: Path) -> None:
+    def _open_audio(self, track: AudioTrack) -> None:
         import av
 
-        src = av.open(str(source))
-        if not src.streams.audio:
-            src.close()
-            return
+        template = track.stream
         try:
-            self.audio_out = self.container.add_stream_from_template(src.streams.audio[0])
+            if _takes_as_is(self.container.format.name, template):
+                self.audio_out = self.container.add_stream_from_template(template)
+            else:
+                encoder = self.container.default_audio_codec
+                rates = av.Codec(encoder, "w").audio_rates  # e.g. Opus takes 48 kHz, not 44.1
+                rate = template.rate if not rates or template.rate in rates else max(rates)
+                # The channel count's standard layout: PCM often carries none, which encoders refuse.
+                layout = av.AudioLayout(f"{template.channels}c")
+                self.audio_out = self.container.add_stream(encoder, rate=rate, layout=layout)
+                self._transcode = True
+                log.warning(
+                    "%s cannot hold the input's %s audio as it is; encoding it as %s",
+                    self.path.suffix,
+                    template.codec_context.name,
+                    encoder,
+                )
         except (ValueError, av.error.FFmpegError) as e:
-            log.warning("audio not copied: %s cannot hold it (%s)", self.path.suffix, e)
-            src.close()
-            return
-        self.audio_in = src
-        self._audio_packets = (p for p in src.demux(src.streams.audio[0]) if p.dts is not None)
-        self._pending = next(self._audio_packets, None)
+            self._discard()
+            raise OutputError(f"{self.path.suffix} cannot hold the input's audio ({e}); pass --no-audio") from None
+        self.audio = track
+        track.wanted = True
 
     def _mux_audio(self, until_seconds: float | None) -> None:
         """Copy audio packets up to ``until_seconds`` (all when None), interleaving them with video."""
-        while self._pending is not None:
-            p = self._pending
+        import av
+
+        assert self.audio is not None
+        packets = self.audio.packets
+        while packets:
+            p = packets[0]
             if until_seconds is not None and float(p.dts * p.time_base) > until_seconds:
                 return
-            p.stream = self.audio_out
-            self.container.mux(p)
-            self._pending = next(self._audio_packets, None)
+            packets.popleft()
+            if not self._transcode:
+                p.stream = self.audio_out
+                self.container.mux(p)
+                continue
+            try:
+                decoded = p.decode()
+            except av.error.FFmpegError:
+                continue  # a damaged audio packet: a moment of silence, not a failed run
+            for frame in decoded:
+                frame.pts = None  # the encoder counts samples; the input's pts are in another time base
+                self.container.mux(self.audio_out.encode(frame))
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
         import av
@@ -226,8 +314,10 @@ class VideoSink(Sink):
             if self.audio_out is not None:
                 frame_seconds = float(1 / self.stream.average_rate) if self.stream.average_rate else 0.0
                 self._mux_audio(None if complete else self._last_seconds + frame_seconds)
+                if self._transcode:
+                    self.container.mux(self.audio_out.encode(None))
             self._close_containers()
-            os.replace(self.tmp, self.path)
+            publish(self.tmp, self.path, self.overwrite)
         except (av.error.FFmpegError, OSError) as e:
             self._discard()
             raise OutputError(f"finishing {self.path} failed: {e}") from None
@@ -240,15 +330,13 @@ class VideoSink(Sink):
         if self.container is not None:
             self.container.close()
             self.container = None
-        if self.audio_in is not None:
-            self.audio_in.close()
-            self.audio_in = None
 
     def _discard(self) -> None:
         try:
             self._close_containers()
         except Exception as e:  # a half-written container may refuse to close cleanly; it is deleted anyway
             log.debug("closing a discarded output failed: %s", e)
+            self.container = None
         self.tmp.unlink(missing_ok=True)
 
     def abort(self) -> None:
@@ -266,6 +354,8 @@ def parse_bitrate(text: str) -> int:
         raise OutputError(f"bitrate must look like 4M, 800k or 2500000, got {text!r}") from None
     if not math.isfinite(value) or value <= 0:
         raise OutputError(f"bitrate must be a positive number, got {text!r}")
+    if value > MAX_BITRATE:
+        raise OutputError(f"bitrate must be at most {MAX_BITRATE // 1_000_000}M, got {text!r}")
     return int(value)
 
 
@@ -282,13 +372,26 @@ class ImageSink(Sink):
             except OSError as e:
                 raise OutputError(f"cannot create output folder {self.path}: {e.strerror or e}") from None
         self.frames = 0
+        self._names: set[str] = set()
+
+    def _name(self, frame: Frame) -> str:
+        """The input's name as PNG, made unique: ``a.jpg`` and ``a.png`` would both be ``a.png``."""
+        if not frame.name:
+            return f"{frame.index:06d}.png"
+        source = Path(frame.name)
+        name = source.stem + ".png"
+        if name.casefold() in self._names:  # casefold: macOS and Windows folders ignore case
+            name = f"{source.stem}_{source.suffix.lstrip('.')}.png"
+            n = 1
+            while name.casefold() in self._names:
+                n += 1
+                name = f"{source.stem}_{source.suffix.lstrip('.')}_{n}.png"
+            log.warning("%s would share its output name with another input; writing it as %s", frame.name, name)
+        self._names.add(name.casefold())
+        return name
 
     def write(self, frame: Frame, image: np.ndarray) -> None:
-        if self.single:
-            target = self.path
-        else:
-            name = Path(frame.name).stem + ".png" if frame.name else f"{frame.index:06d}.png"
-            target = self.path / name
+        target = self.path if self.single else self.path / self._name(frame)
         suffix = target.suffix.lower() or ".png"
         if frame.alpha is not None and suffix in ALPHA_SUFFIXES:
             bgr = cv2.cvtColor(image, cv2.COLOR_RGB2BGRA)
@@ -327,6 +430,19 @@ class FrameClock:
         return fps, 1000.0 * sum(self.latencies) / len(self.latencies)
 
 
+def opencv_gui() -> str:
+    """The desktop GUI OpenCV was built with (QT5, GTK3, ...), or NONE for the headless build."""
+    found = re.search(r"^\s*GUI:\s*(\S+)", cv2.getBuildInformation(), re.MULTILINE)
+    return found.group(1).upper() if found else "NONE"
+
+
+def _no_display() -> bool:
+    """A GUI build of OpenCV on Linux/BSD with no X11 or Wayland display (nor a Qt platform chosen)."""
+    if sys.platform in ("win32", "darwin") or opencv_gui() == "NONE":
+        return False  # the headless build refuses windows itself, with a catchable cv2.error
+    return not any(os.environ.get(v) for v in ("DISPLAY", "WAYLAND_DISPLAY", "QT_QPA_PLATFORM"))
+
+
 class WindowSink(Sink):
     """An OpenCV window with an fps/latency overlay; keys go to ``on_key`` (q or Esc closes)."""
 
@@ -335,6 +451,12 @@ class WindowSink(Sink):
     ) -> None:
         self.title, self.on_key, self.overlay = title, on_key, overlay
         self.clock = FrameClock()
+        if _no_display():
+            # OpenCV's Qt build aborts the whole process (SIGABRT) when it finds no display.
+            raise OutputError(
+                "no display to open a window on (DISPLAY and WAYLAND_DISPLAY are not set); "
+                "use --no-window --virtual-cam, or record with: stylecast run 0 -o FILE"
+            )
         try:
             cv2.namedWindow(title, cv2.WINDOW_NORMAL)
         except cv2.error:
@@ -384,25 +506,33 @@ class VirtualCamSink(Sink):
 
 def open_file_sink(
     output: Path,
-    source_path: Path | None,
+    source: Source | None,
     size: tuple[int, int] | None,
     single_image: bool,
     rate: Fraction | float | None = None,
     time_base: Fraction | None = None,
     copy_audio: bool = True,
+    overwrite: bool = False,
     **encode: Any,
 ) -> Sink:
-    """The sink for ``-o OUTPUT``: images for image outputs or folders, else an encoded video."""
+    """The sink for ``-o OUTPUT``: images for image outputs or folders, else an encoded video.
+
+    ``source`` gives the audio to copy (and, for image folders, the size they share).
+    """
     if output.suffix.lower() in IMAGE_SUFFIXES:
         if not single_image:
             raise OutputError(
-                f"output {output} is an image but the input has many frames; give a folder or a video name"
+                f"output {output} is an image but the input is a video or a folder (many frames); "
+                "give a folder or a video name"
             )
         return ImageSink(output, single=True)
     if output.is_dir() or not output.suffix:
         return ImageSink(output, single=False)
     if single_image:
         raise OutputError(f"input is an image; give an image output name (.png, .jpg), not {output.name}")
+    if size is None and isinstance(source, ImageSource):
+        size = source.uniform_size()
     if size is None:
-        raise OutputError("input images differ in size; write them to a folder, not a video")
-    return VideoSink(output, size, rate, time_base, source_path if copy_audio else None, **encode)
+        raise OutputError("input images differ in size; give --size WxH to make a video of them, or write a folder")
+    audio = source.audio if source is not None and copy_audio else None
+    return VideoSink(output, size, rate, time_base, audio, overwrite=overwrite, **encode)

@@ -8,13 +8,19 @@ under the latest-frame policy.
 
 from __future__ import annotations
 
+import contextlib
+import io
 import itertools
 import logging
+import os
 import re
+import stat
 import time
+import warnings
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
-from dataclasses import dataclass
+from collections import deque
+from collections.abc import Callable, Iterator
+from dataclasses import dataclass, field
 from fractions import Fraction
 from pathlib import Path
 from typing import Any
@@ -23,13 +29,17 @@ import cv2
 import numpy as np
 
 from realtime.errors import InputError
+from realtime.outputs import input_path
 
 log = logging.getLogger(__name__)
 
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp", ".tif", ".tiff")
-STREAM_SCHEMES = ("rtsp", "rtmp", "udp", "tcp", "srt", "http", "https")
+#: URL schemes of live streams (latest-frame policy); http(s) is live only without a duration
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "rtmps", "rtp", "udp", "tcp", "srt")
 #: largest frame processed at its own size unless --size/--max-side say otherwise (4K UHD)
 MAX_PIXELS = 3840 * 2160
+#: largest image decoded at all: a PNG header can claim 20000x20000 (1.2 GB of RGB) in a few bytes
+MAX_IMAGE_PIXELS = 150_000_000
 
 
 @dataclass
@@ -88,8 +98,10 @@ class Source(ABC):
     frame_count: int | None = None
     #: the processing (output) size, (width, height); None when it varies (image folders)
     size: tuple[int, int] | None = None
-    #: the input file, for sinks that copy its audio
+    #: the input file (None for URLs, cameras), which no output may replace
     path: Path | None = None
+    #: the input's audio, demuxed with the video, for sinks that copy it
+    audio: AudioTrack | None = None
     #: exact frame rate and the time base of ``Frame.pts`` (video sources; encoders reuse them)
     rate: Fraction | None = None
     time_base: Fraction | None = None
@@ -108,39 +120,78 @@ class Source(ABC):
         self.close()
 
 
-def _check_file(path: Path) -> None:
-    if not path.exists():
-        raise InputError(f"input not found: {path}")
-    if path.is_file() and path.stat().st_size == 0:
+def _check_file(path: Path) -> os.stat_result:
+    """The input's ``stat``: it must exist and, when it is a regular file, hold bytes."""
+    try:
+        st = path.stat()
+    except FileNotFoundError:
+        raise InputError(f"input not found: {path}") from None
+    except OSError as e:  # a name over 255 bytes, a symlink loop, a folder we may not enter
+        raise InputError(f"cannot read {path}: {e.strerror or e}") from None
+    if stat.S_ISREG(st.st_mode) and st.st_size == 0:
         raise InputError(f"input file is empty: {path}")
+    return st
+
+
+@dataclass
+class AudioTrack:
+    """The input's audio stream and its packets, demuxed in one pass with the video.
+
+    Sinks copy the packets from here: reading the audio again from the path fails for pipes and
+    FIFOs and reads a URL twice. A sink that copies them sets ``wanted``; otherwise the source drops
+    them once the run starts, so a run without audio output keeps flat memory.
+    """
+
+    stream: Any
+    packets: deque[Any] = field(default_factory=deque)
+    wanted: bool = False
+
+
+def _best_video_stream(container: Any) -> Any:
+    """The main video stream: FFmpeg's choice (most frames probed), never a cover picture."""
+    import av
+
+    def still(s: Any) -> bool:
+        return bool(s.disposition & av.stream.Disposition.attached_pic)
+
+    best = container.streams.best("video")
+    if best is not None and not still(best):
+        return best
+    return next((s for s in container.streams.video if not still(s)), None)
 
 
 class VideoSource(Source):
-    """Any container/codec FFmpeg reads, or a network stream URL; rotation metadata is applied."""
+    """Any container/codec FFmpeg reads, a pipe, or a stream URL; rotation metadata is applied.
+
+    Files, pipes and finite URLs (``file://``, ``http(s)://`` with a duration) run losslessly; live
+    protocols (rtsp, rtmp, udp, srt, ...) and endless http streams are ``live``. Undecodable packets
+    are skipped and counted, so one damaged packet does not end the video.
+    """
 
     def __init__(self, path: str | Path, max_side: int | None = None, size: tuple[int, int] | None = None) -> None:
         import av
 
-        is_url = isinstance(path, str) and "://" in path
-        if not is_url:
-            path = Path(path)
-            _check_file(path)
-            if path.is_dir():
-                raise InputError(f"input is a directory with no images: {path}")
-            self.path = path
-        self.live = is_url and str(path).split("://")[0].lower() in STREAM_SCHEMES
+        local = input_path(path)
+        if local is not None:
+            if stat.S_ISDIR(_check_file(local).st_mode):
+                raise InputError(f"input is a directory with no images: {local}")
+            self.path = local
+        where = str(local) if local is not None else str(path)
         try:
-            self.container = av.open(str(path), "r", timeout=10.0 if is_url else None)
+            self.container = av.open(where, "r", timeout=10.0 if local is None else None)
         except (av.error.FFmpegError, UnicodeDecodeError) as e:
             reason = e.strerror if hasattr(e, "strerror") else e
-            what = f"cannot open stream {path}" if is_url else f"cannot read {path} (not a video, or damaged)"
+            what = f"cannot open stream {path}" if local is None else f"cannot read {path} (not a video, or damaged)"
             raise InputError(f"{what}: {reason}") from None
-        if not self.container.streams.video:
+        stream = _best_video_stream(self.container)
+        if stream is None:
             # An MP4 cut before its index (moov at the end) opens with no streams at all.
             hint = "" if self.container.streams else " (truncated or damaged file?)"
             self.container.close()
             raise InputError(f"no video stream in {path}{hint}")
-        self.stream = self.container.streams.video[0]
+        self.stream = stream
+        scheme = str(path).partition("://")[0].lower() if local is None else ""
+        self.live = scheme in LIVE_SCHEMES or (local is None and not self.container.duration)
         self.stream.thread_type = "AUTO"
         self.tb: Fraction = self.stream.time_base or Fraction(1, 90000)
         self.time_base = self.tb
@@ -151,13 +202,16 @@ class VideoSource(Source):
         if not w or not h:
             self.container.close()
             raise InputError(f"video stream in {path} has no frame size (damaged file?)")
+        self.audio = AudioTrack(self.container.streams.audio[0]) if self.container.streams.audio else None
+        self._started = False
+        self._bad_packets = 0
+        self._first_error = ""
         # The first frame is decoded now: it carries the rotation, and proves the stream decodes.
-        self._decoded = self.container.decode(self.stream)
-        try:
-            self._first: Any = next(self._decoded)
-        except (StopIteration, av.error.FFmpegError):
+        self._decoded = self._frames()
+        self._first: Any = next(self._decoded, None)
+        if self._first is None:
             self.container.close()
-            raise InputError(f"no decodable video frames in {path}") from None
+            raise InputError(f"no decodable video frames in {path}" + self._damage())
         self.rotation = int(round((self._first.rotation or 0) / 90.0)) % 4 * 90
         if self.rotation in (90, 270):
             w, h = h, w
@@ -171,12 +225,41 @@ class VideoSource(Source):
             return round(float(self.stream.duration * self.tb) * self.fps)
         return None
 
-    def __iter__(self) -> Iterator[Frame]:
+    def _frames(self) -> Iterator[Any]:
+        """Decoded video frames of one demuxing pass; audio packets go to ``self.audio``."""
         import av
 
+        streams = [self.stream] if self.audio is None else [self.stream, self.audio.stream]
+        try:
+            for packet in self.container.demux(streams):
+                if packet.stream.index != self.stream.index:
+                    assert self.audio is not None
+                    if packet.dts is not None and (self.audio.wanted or not self._started):
+                        self.audio.packets.append(packet)
+                    continue
+                try:
+                    frames = packet.decode()
+                except av.error.FFmpegError as e:
+                    self._bad_packets += 1
+                    self._first_error = self._first_error or str(e)
+                    continue
+                yield from frames
+        except av.error.FFmpegError as e:
+            # Damage the demuxer cannot read past (a cut or garbled tail): keep what decoded.
+            log.warning("reading %s stopped: %s", self.container.name, e)
+
+    def _damage(self) -> str:
+        if not self._bad_packets:
+            return ""
+        return f" ({self._bad_packets} undecodable packets: {self._first_error})"
+
+    def __iter__(self) -> Iterator[Frame]:
         first, self._first = self._first, None
         if first is None:
             raise RuntimeError("a VideoSource can be iterated once")
+        self._started = True
+        if self.audio is not None and not self.audio.wanted:
+            self.audio.packets.clear()
         start = first.pts if first.pts is not None else 0
         decoded = itertools.chain([first], self._decoded)
         index = 0
@@ -184,26 +267,25 @@ class VideoSource(Source):
         # Rotation swaps the sides: scale to the pre-rotation size, then rotate.
         assert self.size is not None
         w, h = self.size if self.rotation in (0, 180) else (self.size[1], self.size[0])
-        while True:
-            t0 = time.perf_counter()
-            try:
-                av_frame = next(decoded)
-            except StopIteration:
-                self._warn_if_cut_short(index, furthest)
-                return
-            except av.error.FFmpegError as e:
-                # A damaged tail: keep what decoded, like every player does.
-                log.warning("decoding stopped at frame %d: %s", index, e)
-                return
-            image: np.ndarray = av_frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
-            if self.rotation:
-                image = np.ascontiguousarray(np.rot90(image, self.rotation // 90))
-            t1 = time.perf_counter()
-            pts = av_frame.pts
-            seconds = float((pts - start) * self.tb) if pts is not None else index / (self.fps or 25.0)
-            furthest = max(furthest, seconds)
-            yield Frame(image, index, seconds, t1, pts=pts, decode_s=t1 - t0)
-            index += 1
+        try:
+            while True:
+                t0 = time.perf_counter()
+                av_frame = next(decoded, None)
+                if av_frame is None:
+                    self._warn_if_cut_short(index, furthest)
+                    return
+                image: np.ndarray = av_frame.to_ndarray(format="rgb24", width=w, height=h, interpolation="AREA")
+                if self.rotation:
+                    image = np.ascontiguousarray(np.rot90(image, self.rotation // 90))
+                t1 = time.perf_counter()
+                pts = av_frame.pts
+                seconds = float((pts - start) * self.tb) if pts is not None else index / (self.fps or 25.0)
+                furthest = max(furthest, seconds)
+                yield Frame(image, index, seconds, t1, pts=pts, decode_s=t1 - t0)
+                index += 1
+        finally:
+            if self._bad_packets:
+                log.warning("%s: skipped%s; %d frames stylized", self.container.name, self._damage(), index)
 
     def _warn_if_cut_short(self, frames: int, last_seconds: float) -> None:
         """A file cut mid-stream decodes cleanly up to the cut: compare with the duration it declares."""
@@ -237,13 +319,14 @@ class ReplaySource(Source):
     ) -> None:
         self.video = VideoSource(path, max_side, size)
         v = self.video
-        self.size, self.fps, self.frame_count, self.path, self.rate, self.time_base = (
+        self.size, self.fps, self.frame_count, self.path, self.rate, self.time_base, self.audio = (
             v.size,
             v.fps,
             v.frame_count,
             v.path,
             v.rate,
             v.time_base,
+            v.audio,
         )
         self.speed = speed
 
@@ -293,7 +376,14 @@ class CameraSource(Source):
             log.warning("camera gives %dx%d, not the requested %dx%d", first.shape[1], first.shape[0], width, height)
 
     def _open(self) -> Any:
-        capture = cv2.VideoCapture(self.device)
+        # OpenCV logs its own warnings for a missing camera to stderr; our one-line error says it all.
+        previous = cv2.utils.logging.getLogLevel()
+        if not log.isEnabledFor(logging.DEBUG):
+            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+        try:
+            capture = cv2.VideoCapture(self.device)
+        finally:
+            cv2.utils.logging.setLogLevel(previous)
         if capture.isOpened():
             width, height, fps = self.requested
             # Drivers queue several frames by default; a live filter wants the newest one, not the oldest.
@@ -364,7 +454,17 @@ class ImageSource(Source):
         self.path = path
         self.max_side, self.fixed_size = max_side, size
         self.frame_count = len(self.files)
-        self.size = size if len(self.files) > 1 else fit_size(*_image_size(self.files[0]), max_side, size)
+        self.size = size if len(self.files) > 1 else fit_size(*image_size(self.files[0]), max_side, size)
+
+    def uniform_size(self) -> tuple[int, int] | None:
+        """The processing size every readable image shares (from the headers); None when they differ."""
+        if self.size is not None:
+            return self.size
+        sizes: set[tuple[int, int]] = set()
+        for file in self.files:
+            with contextlib.suppress(InputError):  # skipped when the run reads it, too
+                sizes.add(fit_size(*image_size(file), self.max_side, self.fixed_size))
+        return sizes.pop() if len(sizes) == 1 else None
 
     def __iter__(self) -> Iterator[Frame]:
         read = 0
@@ -372,11 +472,11 @@ class ImageSource(Source):
             t0 = time.perf_counter()
             try:
                 rgb, alpha = read_image(file)
-            except InputError:
+            except InputError as e:
                 if not self.is_folder:
                     raise
                 # One damaged picture should not cost the rest of the folder.
-                log.warning("skipping unreadable image %s", file)
+                log.warning("skipping unreadable image %s (%s)", file, e)
                 continue
             read += 1
             size = fit_size(rgb.shape[1], rgb.shape[0], self.max_side, self.fixed_size)
@@ -388,11 +488,89 @@ class ImageSource(Source):
             raise InputError(f"none of the {len(self.files)} images in {self.path} could be read")
 
 
+#: EXIF orientation -> the transform that makes the picture upright (as Pillow's exif_transpose)
+_ORIENT: dict[int, Callable[[np.ndarray], np.ndarray]] = {
+    2: lambda a: a[:, ::-1],
+    3: lambda a: a[::-1, ::-1],
+    4: lambda a: a[::-1],
+    5: lambda a: a.swapaxes(0, 1),
+    6: lambda a: np.rot90(a, -1),
+    7: lambda a: a.swapaxes(0, 1)[::-1, ::-1],
+    8: lambda a: np.rot90(a, 1),
+}
+
+
+@dataclass(frozen=True)
+class _Header:
+    format: str  # Pillow's name for it: PNG, GIF, ...
+    size: tuple[int, int]  # (width, height) as stored, before the orientation
+    orientation: int  # EXIF orientation, 1 = upright
+    frames: int
+
+
+#: formats Pillow opens that are video to FFmpeg (an MPEG-1/2 elementary stream is one "image")
+_VIDEO_FORMATS = ("MPEG", "FLI")
+
+
+def _header(source: Path | io.BytesIO, path: Path) -> _Header | None:
+    """What Pillow reads from an image's header; None when Pillow does not know the format."""
+    from PIL import Image, UnidentifiedImageError
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # our own limit follows
+            with Image.open(source) as im:
+                orientation = im.getexif().get(0x0112, 1)
+                frames = getattr(im, "n_frames", 1)
+                header = _Header(str(im.format), im.size, orientation if orientation in _ORIENT else 1, frames)
+    except Image.DecompressionBombError:
+        raise InputError(f"image {path} is over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit") from None
+    except (UnidentifiedImageError, OSError, ValueError, SyntaxError):  # SyntaxError: Pillow's parse errors
+        return None
+    w, h = header.size
+    if w * h > MAX_IMAGE_PIXELS:
+        raise InputError(f"image {path} is {w}x{h}, over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit")
+    return header
+
+
+def _upright(header: _Header | None, image: np.ndarray) -> np.ndarray:
+    if header is None or header.orientation == 1:
+        return image
+    return np.ascontiguousarray(_ORIENT[header.orientation](image))
+
+
+def image_size(path: Path) -> tuple[int, int]:
+    """(width, height) of an image as it is shown (EXIF orientation applied)."""
+    header = _header(path, path)
+    if header is None:  # a format only OpenCV reads (e.g. float TIFF): decode it
+        rgb, _ = read_image(path)
+        return rgb.shape[1], rgb.shape[0]
+    w, h = header.size
+    return (h, w) if header.orientation in (5, 6, 7, 8) else (w, h)
+
+
 def read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
-    """Any 8/16-bit or float image, gray, RGB or RGBA -> (uint8 RGB, uint8 alpha or None)."""
-    raw = cv2.imread(str(path), cv2.IMREAD_UNCHANGED)
+    """Any 8/16-bit or float image, gray, RGB or RGBA -> (uint8 RGB upright, uint8 alpha or None).
+
+    The bytes are read by Python and decoded from memory: ``cv2.imread`` crashes on file names that
+    are not UTF-8. The header is checked against ``MAX_IMAGE_PIXELS`` before anything is decoded.
+    """
+    try:
+        data = path.read_bytes()
+    except OSError as e:
+        raise InputError(f"cannot read image {path}: {e.strerror or e}") from None
+    header = _header(io.BytesIO(data), path)
+    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
     if raw is None:
-        raise InputError(f"cannot read image {path}")
+        if header is None:
+            raise InputError(f"cannot read image {path}")
+        rgb, alpha = _pillow_decode(data, path)
+    else:
+        rgb, alpha = _from_opencv(raw, path)
+    return _upright(header, rgb), _upright(header, alpha) if alpha is not None else None
+
+
+def _from_opencv(raw: np.ndarray, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     if raw.dtype == np.uint16:
         raw = (raw.astype(np.float32) * (255.0 / 65535.0) + 0.5).astype(np.uint8)
     elif raw.dtype.kind == "f":
@@ -406,14 +584,27 @@ def read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     return cv2.cvtColor(raw, cv2.COLOR_BGR2RGB), None
 
 
-def _image_size(path: Path) -> tuple[int, int]:
-    from PIL import Image, UnidentifiedImageError
+def _pillow_decode(data: bytes, path: Path) -> tuple[np.ndarray, np.ndarray | None]:
+    """Formats OpenCV lacks (GIF, AVIF, ...): the first frame, as RGB and alpha."""
+    from PIL import Image
 
     try:
-        with Image.open(path) as im:
-            return im.size
-    except (UnidentifiedImageError, OSError):
-        raise InputError(f"cannot read image {path}") from None
+        with Image.open(io.BytesIO(data)) as im:
+            has_alpha = "A" in im.getbands() or "transparency" in im.info
+            rgba = np.asarray(im.convert("RGBA" if has_alpha else "RGB"))
+    except (OSError, ValueError, SyntaxError) as e:
+        raise InputError(f"cannot read image {path}: {e}") from None
+    if has_alpha:
+        return np.ascontiguousarray(rgba[..., :3]), np.ascontiguousarray(rgba[..., 3])
+    return np.ascontiguousarray(rgba), None
+
+
+def _is_still_image(path: Path, st: os.stat_result) -> bool:
+    """A one-frame picture in a format or name the suffix list misses (.gif, .ppm, .avif, no suffix)."""
+    if not stat.S_ISREG(st.st_mode):
+        return False  # sniffing would consume a pipe's bytes
+    header = _header(path, path)
+    return header is not None and header.frames == 1 and header.format not in _VIDEO_FORMATS
 
 
 def is_camera(spec: str) -> bool:
@@ -429,12 +620,16 @@ def open_source(
     """Pick the source for a path, URL or camera index. ``live`` replays a file in real time."""
     text = str(spec)
     if isinstance(spec, int) or is_camera(text):
+        if text.isdigit() and os.path.lexists(text):
+            log.warning("%r selects camera %s; to read the file named %s, write ./%s", text, text, text, text)
         return CameraSource(int(text) if text.isdigit() else text, max_side=max_side)
-    path = Path(text)
-    if "://" not in text and (path.is_dir() or path.suffix.lower() in IMAGE_SUFFIXES):
-        if live:
-            raise InputError("--live replays a video file; images have no frame rate")
-        return ImageSource(path, max_side, size)
+    path = input_path(spec)
+    if path is not None:
+        st = _check_file(path)
+        if stat.S_ISDIR(st.st_mode) or path.suffix.lower() in IMAGE_SUFFIXES or _is_still_image(path, st):
+            if live:
+                raise InputError("--live replays a video file; images have no frame rate")
+            return ImageSource(path, max_side, size)
     if live:
         return ReplaySource(text, max_side, size)
     return VideoSource(text, max_side, size)

@@ -11,14 +11,17 @@
 
 from __future__ import annotations
 
+import bisect
 import difflib
 import json
 import math
+import sys
 import threading
 import time
 import tomllib
 from collections.abc import Mapping, Sequence
 from dataclasses import dataclass
+from functools import cached_property
 from pathlib import Path
 from typing import Any, Literal
 
@@ -46,10 +49,12 @@ def validate_weights(weights: Sequence[float] | np.ndarray, num_styles: int) -> 
         raise StyleError("style weights must be finite numbers (got NaN or infinity)")
     if np.any(w < 0):
         raise StyleError("style weights must not be negative")
-    total = w.sum()
-    if total <= 0:
+    if not np.any(w > 0):
         raise StyleError("style weights are all zero; give at least one style a positive weight")
-    return (w / total).astype(np.float32)
+    # Scaled by the largest first: weights near the float limit (1e308) would sum to infinity and
+    # normalize to all zeros. After it every weight is in [0, 1] and the sum in [1, N]: always a blend.
+    w = w / w.max()
+    return (w / w.sum()).astype(np.float32)
 
 
 def parse_style_spec(spec: str, names: Sequence[str]) -> np.ndarray:
@@ -136,15 +141,21 @@ class Schedule:
     unit: Literal["seconds", "frames"] = "seconds"
     interpolation: Interpolation = "linear"
 
+    @cached_property
+    def _times(self) -> list[float]:
+        return [k.at for k in self.keyframes]
+
     def weights_at(self, index: int, seconds: float) -> np.ndarray:
         x = float(index) if self.unit == "frames" else seconds
         keys = self.keyframes
-        if x <= keys[0].at:
+        # Bisection: a schedule may hold a million keyframes, and this runs once per frame.
+        i = bisect.bisect_left(self._times, x)
+        if i == 0:
             return keys[0].weights
-        for a, b in zip(keys, keys[1:], strict=False):
-            if x <= b.at:
-                return blend(a.weights, b.weights, (x - a.at) / (b.at - a.at), self.interpolation)
-        return keys[-1].weights
+        if i == len(keys):
+            return keys[-1].weights
+        a, b = keys[i - 1], keys[i]
+        return blend(a.weights, b.weights, (x - a.at) / (b.at - a.at), self.interpolation)
 
     @classmethod
     def from_dict(cls, data: Mapping[str, Any], names: Sequence[str], where: str = "schedule") -> Schedule:
@@ -208,7 +219,11 @@ def _keyframe_position(k: Any, i: int, where: str) -> tuple[str, Literal["second
 def load_schedule(path: Path | str, names: Sequence[str]) -> Schedule:
     """Read a ``.toml`` or ``.json`` schedule file; syntax errors report the line."""
     path = Path(path)
-    if not path.is_file():
+    try:
+        found = path.is_file()
+    except OSError as e:  # a name over 255 bytes, a symlink loop
+        raise StyleError(f"cannot read schedule {path}: {e.strerror or e}") from None
+    if not found:
         raise StyleError(f"schedule file not found: {path}")
     try:
         text = path.read_text(encoding="utf-8")
@@ -226,6 +241,10 @@ def load_schedule(path: Path | str, names: Sequence[str]) -> Schedule:
         raise StyleError(f"schedule {path}: invalid TOML: {e}") from None
     except json.JSONDecodeError as e:
         raise StyleError(f"schedule {path}: invalid JSON at line {e.lineno} column {e.colno}: {e.msg}") from None
+    except RecursionError:
+        raise StyleError(f"schedule {path}: nested too deeply to be a schedule") from None
+    except ValueError:  # the decode errors are caught above: this is an integer beyond Python's digit limit
+        raise StyleError(f"schedule {path}: a number has more than {sys.get_int_max_str_digits()} digits") from None
     return Schedule.from_dict(data, names, where=f"schedule {path}")
 
 

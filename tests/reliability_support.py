@@ -164,3 +164,51 @@ def assert_one_line_error(code: int, err: str, message: str) -> None:
 def leftovers(folder: Path) -> list[str]:
     """Temporary or partial files a run left in ``folder``."""
     return sorted(p.name for p in folder.iterdir() if ".part" in p.name or p.name.startswith(".tmp"))
+
+
+# --- hostile inputs (issue 15) ------------------------------------------------------------------------
+
+
+def write_with_audio(path: Path, n: int, audio_codec: str, audio_format: str = "u8", seconds: float = 1.0) -> Path:
+    """An MJPEG clip (Matroska) with ``seconds`` of silence in ``audio_codec`` (e.g. PCM that MP4 refuses)."""
+    with av.open(str(path), "w") as c:
+        v: Any = c.add_stream("mjpeg", rate=10)
+        v.width, v.height, v.pix_fmt = 48, 32, "yuvj420p"
+        a: Any = c.add_stream(audio_codec, rate=8000, layout="mono")
+        for i in range(n):
+            f = av.VideoFrame.from_ndarray(gradient(48, 32, i), format="rgb24")
+            f.pts = i
+            c.mux(v.encode(f))
+        c.mux(v.encode())
+        dtype = {"u8": np.uint8, "s16": np.int16}[audio_format]
+        silence = np.full((1, int(8000 * seconds)), 128 if audio_format == "u8" else 0, dtype)
+        frame = av.AudioFrame.from_ndarray(silence, format=audio_format, layout="mono")
+        frame.sample_rate, frame.pts = 8000, 0
+        c.mux(a.encode(frame))
+        c.mux(a.encode())
+    return path
+
+
+def damage_packets(path: Path, indices: Sequence[int], stream: int = 0) -> Path:
+    """Overwrite the payload of the given video packets with junk, keeping the container intact."""
+    with av.open(str(path)) as c:
+        payloads = [bytes(p) for p in c.demux(c.streams.video[stream]) if p.size]
+    data = bytearray(path.read_bytes())
+    for i in indices:
+        at = data.find(payloads[i])
+        data[at : at + len(payloads[i])] = b"\x07" * len(payloads[i])
+    path.write_bytes(bytes(data))
+    return path
+
+
+def png_claiming(path: Path, width: int, height: int) -> Path:
+    """A tiny PNG whose header claims ``width`` x ``height`` (a decompression bomb's first bytes)."""
+    import struct
+    import zlib
+
+    def chunk(kind: bytes, body: bytes) -> bytes:
+        return struct.pack(">I", len(body)) + kind + body + struct.pack(">I", zlib.crc32(kind + body))
+
+    ihdr = struct.pack(">IIBBBBB", width, height, 8, 2, 0, 0, 0)
+    path.write_bytes(b"\x89PNG\r\n\x1a\n" + chunk(b"IHDR", ihdr) + chunk(b"IDAT", zlib.compress(b"\0" * 64)) + chunk(b"IEND", b""))
+    return path

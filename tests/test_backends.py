@@ -9,7 +9,9 @@ import numpy as np
 import pytest
 import torch
 
-from realtime.backends.onnx_backend import OnnxBackend, onnx_model_path
+from realtime import artifacts
+from realtime.artifacts import onnx_model_path
+from realtime.backends.onnx_backend import OnnxBackend
 from realtime.backends.registry import auto_candidates, backend_class, create_backend
 from realtime.backends.torch_backend import TorchBackend
 from realtime.errors import BackendUnavailable
@@ -100,13 +102,10 @@ def test_auto_picks_onnx_on_a_cpu_machine(model: Model) -> None:
 
 
 def test_int8_uses_the_calibrated_model(model: Model, tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
-    calibration = pytest.importorskip("calibration")
-    if not hasattr(calibration, "int8_model_path"):
-        pytest.skip("calibration.int8_model_path not written yet")
     # A few small calibration frames instead of the bundled clip keep this test fast.
     for i in range(3):
         cv2.imwrite(str(tmp_path / f"{i}.png"), _frames(1, 48, 64, seed=i)[0])
-    monkeypatch.setattr(calibration, "int8_model_path", functools.partial(calibration.int8_model_path, frames=tmp_path))
+    monkeypatch.setattr(artifacts, "int8_model_path", functools.partial(artifacts.int8_model_path, frames=tmp_path))
     generator, info = model
     backend = OnnxBackend(generator, info, precision="int8", device="cpu")
     ref = OnnxBackend(generator, info, device="cpu")

@@ -178,15 +178,16 @@ def test_int8_gemm_ceiling_times_both_precisions() -> None:
 
 
 def test_cpu_isa_lists_known_flags_only(monkeypatch: pytest.MonkeyPatch, tmp_path: Path) -> None:
-    from benchmarks import environment
+    from realtime import machine
 
     cpuinfo = tmp_path / "cpuinfo"
     cpuinfo.write_text("processor\t: 0\nflags\t\t: fpu sse avx2 fma avx512f avx512_vnni amx_int8 sha_ni\n")
-    real_path = environment.Path
-    monkeypatch.setattr(environment, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
-    assert environment.cpu_isa() == ["avx2", "fma", "avx512f", "avx512_vnni", "amx_int8"]
-    monkeypatch.setattr(environment, "Path", lambda p: tmp_path / "missing")
-    assert environment.cpu_isa() is None
+    real_path = machine.Path
+    monkeypatch.setattr(machine, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
+    assert machine.cpu_isa() == ["avx2", "fma", "avx512f", "avx512_vnni", "amx_int8"]
+    assert not machine.fast_cpu_bf16()
+    monkeypatch.setattr(machine, "Path", lambda p: tmp_path / "missing")
+    assert machine.cpu_isa() is None
 
 
 def test_psnr_and_ssim() -> None:
@@ -436,6 +437,9 @@ def test_bench_quick_end_to_end(
         (["--clip", "/nonexistent.mp4"], "clip not found"),
         (["--compare", "/nonexistent/a.json", "/nonexistent/b.json"], "benchmark result not found"),
         (["--model", "/nonexistent.stylecast"], "model file not found"),
+        (["--backends", "torch,nope"], "--backends: unknown 'nope'; choose from"),
+        (["--precisions", "fp8"], "--precisions: unknown 'fp8'"),
+        (["-o", "/proc/stylecast-bench"], "not writable"),
     ],
 )
 def test_bench_bad_input_is_one_line_error(
@@ -457,6 +461,15 @@ def test_bench_bad_input_is_one_line_error(
     )
     err = capsys.readouterr().err
     assert code == 2 and message in err and "Traceback" not in err and len(err.strip().splitlines()) == 1
+
+
+def test_bench_keeps_earlier_results_unless_told(bench_cli: Any, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    out = tmp_path / "res"
+    out.mkdir()
+    (out / "bench.md").write_text("an earlier run")
+    assert bench_cli(["bench", "--quick", "--device", "cpu", "-o", str(out)]) == 2
+    assert "bench.md exists; pass --overwrite" in capsys.readouterr().err
+    assert (out / "bench.md").read_text() == "an earlier run"
 
 
 # --- CUDA ----------------------------------------------------------------------------------------------

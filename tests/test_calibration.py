@@ -13,11 +13,10 @@ import pytest
 import torch
 
 import calibration
-from calibration import calibrate, int8_cache_path, int8_model_path
 from calibration.frames import FrameSet, representative_frames, source_digest, split_frames
 from calibration.gate import Gate, GateFigures, GateThresholds, choose_fp_layers
 from calibration.quantize import METHODS, quantize_qdq, sub_resolution_convs
-from realtime.backends.onnx_backend import onnx_model_path
+from realtime.artifacts import calibrate, int8_cache_path, int8_model_path, onnx_model_path
 from realtime.cli import main
 from realtime.errors import InputError
 from realtime.modelfile import load_model
@@ -215,7 +214,7 @@ def test_calibrate_command(tiny_model: Path, frame_folder: Path, tmp_path: Path,
     assert main([*args, "-o", str(out)]) == 0
     printed = capsys.readouterr().out
     assert "PSNR" in printed and "flicker: not measured" in printed and printed.strip().endswith(str(out))
-    assert main([*args, "--min-psnr", "500", "-o", str(out)]) == 1  # the gate failed: non-zero exit
+    assert main([*args, "--min-psnr", "500", "-o", str(out), "--overwrite"]) == 1  # the gate failed: non-zero exit
     assert "FAILED" in capsys.readouterr().out
 
 
@@ -264,3 +263,49 @@ def test_reading_a_video_keeps_strided_frames_and_a_consecutive_tail() -> None:
     assert is_video and 10 <= len(frames) <= 16  # the sample has 132 frames: every 13th, then the last 4
     tail = np.stack(frames[-4:]).astype(int)
     assert np.abs(np.diff(tail, axis=0)).mean() < np.abs(frames[0].astype(int) - frames[-1].astype(int)).mean()
+
+
+def test_calibrate_never_writes_over_its_inputs(tiny_model: Path, frame_folder: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    video = tmp_path / "clip.mp4"
+    video.write_bytes(b"stands in for a video")
+    model = tmp_path / "m.stylecast"
+    model.write_bytes(tiny_model.read_bytes())
+    for output, frames in ((model, frame_folder), (video, video)):
+        assert main(["calibrate", "--model", str(model), "--frames", str(frames), "-o", str(output), "--overwrite"]) == 2
+        assert "is the input" in capsys.readouterr().err
+    assert video.read_bytes() == b"stands in for a video" and model.read_bytes() == tiny_model.read_bytes()
+    report = tmp_path / "q.onnx.json"  # the gate's report beside the graph is an output too
+    report.write_text("{}")
+    assert main(["calibrate", "--model", str(model), "--frames", str(frame_folder), "-o", str(tmp_path / "q.onnx")]) == 2
+    assert "q.onnx.json exists; pass --overwrite" in capsys.readouterr().err
+
+
+def test_a_non_finite_gate_threshold_is_refused(tiny_model: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    with pytest.raises(SystemExit) as exc:
+        main(["calibrate", "--model", str(tiny_model), "--min-psnr", "nan"])
+    assert exc.value.code == 2 and "must be a finite number" in capsys.readouterr().err
+    with pytest.raises(ValueError, match="finite"):
+        GateThresholds(min_ssim=float("nan"))
+
+
+def test_int8_with_a_file_for_the_cache_folder_is_one_line(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    import cv2
+
+    blocker = tmp_path / "cache"
+    blocker.write_text("a file, not a folder")
+    monkeypatch.setenv("STYLECAST_CACHE", str(blocker))
+    image = tmp_path / "in.png"
+    cv2.imwrite(str(image), np.zeros((24, 32, 3), np.uint8))
+    out = tmp_path / "out.png"
+    code = main(["run", str(image), "-o", str(out), "--model", str(tiny_model), "--backend", "onnx", "--precision", "int8"])
+    err = capsys.readouterr().err
+    assert code == 2 and err.count("\n") == 1 and "set STYLECAST_CACHE to a writable folder" in err
+    assert not out.exists()
+
+
+def test_calibration_alone_needs_no_cache(model, clip: FrameSet, tmp_path: Path, stylecast_cache: Path) -> None:  # type: ignore[no-untyped-def]
+    """Without the runtime's components, the library exports and keeps its ranges in a temporary folder."""
+    before = sorted(stylecast_cache.rglob("*"))
+    report = calibration.calibrate(*model, clip, tmp_path / "alone.onnx", method="minmax")
+    assert (tmp_path / "alone.onnx").is_file() and report.quantized
+    assert sorted(stylecast_cache.rglob("*")) == before

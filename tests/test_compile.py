@@ -16,8 +16,9 @@ import pytest
 import torch
 
 from realtime import compile as trt_compile
+from realtime.artifacts import ensure_engine
 from realtime.cli import main
-from realtime.compile import ShapeProfile, ensure_engine, parse_shapes
+from realtime.compile import ShapeProfile, parse_shapes
 from realtime.engine_cache import EngineCache, EngineKey
 from realtime.errors import BackendUnavailable, OutputError
 from realtime.modelfile import file_sha256, load_model
@@ -161,13 +162,13 @@ def fake_builds(monkeypatch: pytest.MonkeyPatch) -> list[str]:
         graph_sha = file_sha256(graph) if graph is not None else ""
         return EngineKey(info.sha256, precision, profile.spec(), "Fake GPU", "9.0", "10.13.0", route, graph_sha)
 
-    def build(graph, info, precision, profile, workspace_gb):  # type: ignore[no-untyped-def]
+    def build(graph, info, precision, profile, workspace_gb, timing_cache):  # type: ignore[no-untyped-def]
         assert graph.suffix == ".onnx"
         builds.append(precision)
         return f"engine {precision} {profile.spec()}".encode()
 
     monkeypatch.setattr(trt_compile, "engine_key", key)
-    monkeypatch.setattr(trt_compile, "_build_tensorrt", build)
+    monkeypatch.setattr(trt_compile, "build_tensorrt", build)
     return builds
 
 
@@ -475,6 +476,17 @@ def test_torch_tensorrt_route_refuses_sides_that_are_not_multiples_of_4(tiny_mod
     monkeypatch.setitem(sys.modules, "torch_tensorrt", types.SimpleNamespace())
     generator, info = load_model(tiny_model)
     with pytest.raises(Exception, match="multiples of 4"):
-        trt_compile._build_torch_tensorrt(generator, info, "fp16", parse_shapes("1x3x18x18"), 1.0)
+        trt_compile.build_torch_tensorrt(generator, info, "fp16", parse_shapes("1x3x18x18"), 1.0)
     with pytest.raises(BackendUnavailable, match="fp32/fp16"):
-        trt_compile._build_torch_tensorrt(generator, info, "int8", parse_shapes("1x3x16x16"), 1.0)
+        trt_compile.build_torch_tensorrt(generator, info, "int8", parse_shapes("1x3x16x16"), 1.0)
+
+
+def test_compile_output_is_checked_before_anything_is_built(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "m.stylecast"
+    model.write_bytes(tiny_model.read_bytes())
+    assert main(["compile", "--model", str(model), "-o", str(model), "--overwrite"]) == 2
+    assert "is the input" in capsys.readouterr().err and model.read_bytes() == tiny_model.read_bytes()
+    existing = tmp_path / "m.engine"
+    existing.write_bytes(b"an engine the user keeps")
+    assert main(["compile", "--model", str(model), "-o", str(existing)]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err and existing.read_bytes() == b"an engine the user keeps"

@@ -108,6 +108,8 @@ def test_export_int8_writes_a_gated_qdq_graph(tiny_model: Path, tmp_path: Path, 
         (["--half"], "--half applies to TensorRT engines"),
         (["--opset", "13"], "--opset must be >= 17"),
         (["-o", "/nonexistent-folder/m.onnx"], "output folder does not exist"),
+        (["--opset", "999"], "--opset must be >= 17 and <= 20"),
+        (["-o", "/proc/stylecast-export.onnx"], "not writable"),
     ],
 )
 def test_export_user_errors_are_one_line(tiny_model: Path, capsys: pytest.CaptureFixture[str], args: list[str], message: str) -> None:
@@ -127,3 +129,36 @@ def test_parity_inputs_cover_every_style(tiny_model: Path) -> None:
     weights = torch.cat([w for _, w in _parity_inputs(3)])
     assert torch.allclose(weights.sum(1), torch.ones(len(weights)))
     assert (weights.argmax(1).unique().numel() > 1) and np.all(weights.numpy() > 0)
+
+
+# --- outputs: never an input, never replaced unasked, a failed export replaces nothing ----------------------
+
+
+def test_export_never_overwrites_its_model_or_an_unnamed_file(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    model = tmp_path / "m.stylecast"
+    model.write_bytes(tiny_model.read_bytes())
+    before = model.read_bytes()
+    for extra in ([], ["--overwrite"]):
+        assert main(["export", "--model", str(model), "-o", str(model), *extra]) == 2
+        assert "is the input" in capsys.readouterr().err
+    assert model.read_bytes() == before
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"the user's file")
+    assert main(["export", "--model", str(model), "-o", str(out), "--no-verify"]) == 2
+    assert "pass --overwrite" in capsys.readouterr().err and out.read_bytes() == b"the user's file"
+    assert main(["export", "--model", str(model), "-o", str(out), "--no-verify", "--overwrite"]) == 0
+    assert onnx.load(str(out)).producer_name == "stylecast"
+
+
+def test_a_failed_check_keeps_the_old_output(tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]) -> None:
+    from realtime import artifact_commands
+
+    def differs(generator: object, path: Path) -> float:
+        raise ModelError(f"ONNX export {path} differs from torch")
+
+    monkeypatch.setattr(artifact_commands, "verify_onnx", differs)
+    out = tmp_path / "m.onnx"
+    out.write_bytes(b"an earlier export")
+    assert main(["export", "--model", str(tiny_model), "-o", str(out), "--overwrite"]) == 2
+    assert "differs from torch" in capsys.readouterr().err
+    assert out.read_bytes() == b"an earlier export" and sorted(p.name for p in tmp_path.iterdir()) == ["m.onnx"]

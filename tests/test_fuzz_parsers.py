@@ -13,7 +13,7 @@ import pytest
 from hypothesis import HealthCheck, given, settings
 from hypothesis import strategies as st
 
-from realtime.commands import _size
+from realtime.argtypes import size_wxh as _size
 from realtime.compile import parse_shapes
 from realtime.errors import OutputError, StyleError
 from realtime.model import MIN_SIDE

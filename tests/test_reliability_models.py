@@ -19,10 +19,12 @@ import torch
 from conftest import make_tiny_model
 from reliability_support import assert_one_line_error, stylecast
 
+from realtime import artifacts
 from realtime import compile as trt_compile
-from realtime.backends.onnx_backend import OnnxBackend, onnx_model_path
+from realtime.artifacts import ensure_engine, onnx_model_path
+from realtime.backends.onnx_backend import OnnxBackend
 from realtime.backends.torch_backend import TorchBackend
-from realtime.compile import ensure_engine, parse_shapes
+from realtime.compile import parse_shapes
 from realtime.engine_cache import EngineKey
 from realtime.errors import ModelError, OutputError
 from realtime.modelfile import FORMAT_VERSION, file_sha256, load_model
@@ -189,7 +191,7 @@ def gpu(monkeypatch: pytest.MonkeyPatch) -> FakeGpu:
         return f"engine for {state.gpu} {state.tensorrt}".encode()
 
     monkeypatch.setattr(trt_compile, "engine_key", key)
-    monkeypatch.setattr(trt_compile, "_build_tensorrt", build)
+    monkeypatch.setattr(trt_compile, "build_tensorrt", build)
     return state
 
 
@@ -246,14 +248,12 @@ def test_model_info_hash_ties_exports_to_the_file(tiny_model: Path, tmp_path: Pa
 def test_damaged_int8_cache_is_calibrated_again(
     tiny_model: Path, frame_folder: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
 ) -> None:
-    import calibration
-
-    calibrate_on_small_frames = calibration.int8_model_path
+    calibrate_on_small_frames = artifacts.int8_model_path
     monkeypatch.setattr(
-        calibration, "int8_model_path", lambda g, i, **kw: calibrate_on_small_frames(g, i, frames=frame_folder)
+        artifacts, "int8_model_path", lambda g, i, **kw: calibrate_on_small_frames(g, i, frames=frame_folder)
     )
     generator, info = load_model(tiny_model)
-    path = calibration.int8_model_path(generator, info)
+    path = artifacts.int8_model_path(generator, info)
     path.write_bytes(path.read_bytes()[: path.stat().st_size // 3])
     with caplog.at_level(logging.WARNING):
         backend = OnnxBackend(generator, info, precision="int8")
@@ -290,7 +290,7 @@ def test_engine_this_tensorrt_refuses_is_rebuilt_once(
 
     monkeypatch.setitem(sys.modules, "realtime.tensorrt_engine", types.SimpleNamespace(load_engine=load_engine))
     monkeypatch.setattr(trt_compile, "require_tensorrt", lambda route="tensorrt": "10.13.0")
-    monkeypatch.setattr(trt_compile, "ensure_engine", ensure_engine)
+    monkeypatch.setattr(artifacts, "ensure_engine", ensure_engine)
     monkeypatch.setattr(tensorrt_backend, "_trt_float", lambda: float32)
     monkeypatch.setattr(tensorrt_backend.TensorRTBackend, "_attach", lambda self, *args: None)
     with caplog.at_level(logging.WARNING):

@@ -198,9 +198,9 @@ def test_ctrl_c_leaves_a_playable_partial_output(tmp_path: Path) -> None:
     ]
     env = {**os.environ, "PYTHONPATH": str(REPO)}
     proc = subprocess.Popen(cmd, cwd=tmp_path, env=env, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True)
-    part = tmp_path / ".partial.part.mp4"
     deadline = time.monotonic() + 60
-    while not part.exists() and proc.poll() is None and time.monotonic() < deadline:
+    # The temporary name is unique per run: .partial.<random>.part.mp4
+    while not list(tmp_path.glob(".partial.*.part.mp4")) and proc.poll() is None and time.monotonic() < deadline:
         time.sleep(0.05)
     time.sleep(2.0)  # the output exists from the first frame on; let a few frames through
     proc.send_signal(signal.SIGINT)
@@ -212,7 +212,7 @@ def test_ctrl_c_leaves_a_playable_partial_output(tmp_path: Path) -> None:
     assert 0 < info["frames"] == int(done.group(1)) < 132, stdout  # type: ignore[operator]
     assert info["audio"] is not None
     assert info["duration"] == pytest.approx(info["frames"] / 25, abs=0.2)
-    assert not part.exists()
+    assert not list(tmp_path.glob(".partial.*.part.mp4"))
 
 
 def test_webcam_to_a_virtual_camera(

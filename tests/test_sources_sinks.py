@@ -140,7 +140,7 @@ def _frame(i: int, img: np.ndarray, pts: int | None = None) -> Frame:
 def test_video_sink_copies_audio_and_renames(tmp_path: Path) -> None:
     out = tmp_path / "out.mp4"
     with VideoSource(SAMPLE_VIDEO, max_side=96) as src:
-        sink = VideoSink(out, (96, 54), src.rate, src.time_base, audio_from=SAMPLE_VIDEO)
+        sink = VideoSink(out, (96, 54), src.rate, src.time_base, audio_from=src.audio)
         for f in src:
             sink.write(f, f.image)
         assert not out.exists() and sink.tmp.exists()  # written under a temporary name
@@ -154,7 +154,7 @@ def test_video_sink_copies_audio_and_renames(tmp_path: Path) -> None:
 def test_interrupted_video_sink_is_playable_and_audio_stops_with_video(tmp_path: Path) -> None:
     out = tmp_path / "partial.mp4"
     with VideoSource(SAMPLE_VIDEO, max_side=96) as src:
-        sink = VideoSink(out, (96, 54), src.rate, src.time_base, audio_from=SAMPLE_VIDEO)
+        sink = VideoSink(out, (96, 54), src.rate, src.time_base, audio_from=src.audio)
         for f in src:
             if f.index == 30:
                 break

@@ -30,12 +30,12 @@ def test_short_run_then_resume(tmp_path: Path) -> None:
     assert len(info.style_names) >= 6 and info.perceptual.startswith("vgg16:")
     assert info.train_config["steps_done"] == 2
     assert all(s.thumbnail is not None and s.source_sha256 for s in info.styles)
-    first = torch.load(out / CHECKPOINT, weights_only=False)
+    first = torch.load(out / CHECKPOINT, weights_only=True)
 
     trainer = Trainer(TrainConfig(out=str(out), steps=4, **TINY))
     trainer.fit(out / CHECKPOINT)
     assert trainer.step == 4
-    resumed = torch.load(out / CHECKPOINT, weights_only=False)
+    resumed = torch.load(out / CHECKPOINT, weights_only=True)
     assert resumed["step"] == 4
     assert any(not torch.equal(first["generator"][k], resumed["generator"][k]) for k in first["generator"])
     log_rows = (out / "log.csv").read_text().strip().splitlines()
@@ -73,14 +73,19 @@ def test_config_file_and_overrides(tmp_path: Path) -> None:
 
 
 def test_shipped_configs_describe_the_default_model() -> None:
-    """The two configs in train/configs are what made realtime/assets/default.stylecast."""
+    """The configs in train/configs are what made the bundled fast model, stage by stage."""
     _, info = load_model(None)
-    made = {k: v for k, v in info.train_config.items() if k in {f.name for f in fields(TrainConfig)}}
-    parent = {k: v for k, v in info.train_config["init_from"].items() if k in made}
+    names = {f.name for f in fields(TrainConfig)}
+    stages = []
+    record = info.train_config
+    while record:
+        stages.append({k: v for k, v in record.items() if k in names})
+        record = record.get("init_from", {})
+    assert len(stages) == 3
     where = {"init", "out", "styles", "content", "vgg_weights", "device"}  # where it ran, not how
-    for config, record in (("default-grid.toml", made), ("default.toml", parent)):
+    for config, made in zip(("fast-cpu.toml", "default-grid.toml", "default.toml"), stages, strict=True):
         cfg = load_config(ROOT / "train" / "configs" / config, {}).to_dict()
-        differ = {k: (cfg[k], record[k]) for k in record if k not in where and cfg[k] != _as_loaded(record[k])}
+        differ = {k: (cfg[k], made[k]) for k in made if k not in where and cfg[k] != _as_loaded(made[k])}
         assert not differ, f"{config}: {differ}"
 
 
@@ -207,10 +212,10 @@ def test_sigterm_saves_checkpoint_and_run_resumes(tmp_path: Path) -> None:
     _, stderr = proc.communicate(timeout=60)
     assert proc.returncode == 130, stderr[-2000:]
     assert "Traceback" not in stderr and "--resume" in stderr
-    step = torch.load(out / CHECKPOINT, weights_only=False)["step"]
+    step = torch.load(out / CHECKPOINT, weights_only=True)["step"]
     assert step >= 2
 
     resumed = subprocess.run([*args[:6], str(step + 1), *args[7:], "--resume"], cwd=ROOT, capture_output=True, text=True)
     assert resumed.returncode == 0, resumed.stderr[-2000:]
-    assert torch.load(out / CHECKPOINT, weights_only=False)["step"] == step + 1
+    assert torch.load(out / CHECKPOINT, weights_only=True)["step"] == step + 1
     assert (out / MODEL).exists()

@@ -23,6 +23,8 @@ def add_arguments(p: argparse.ArgumentParser) -> None:
     p.add_argument("--config", metavar="TOML", help="training config file (flags override it)")
     p.add_argument("--resume", nargs="?", const="auto", metavar="CHECKPOINT",
                    help="resume from CHECKPOINT, or from OUT/checkpoint.pt when given without a path")
+    p.add_argument("--overwrite", action="store_true",
+                   help="start afresh in an OUT folder that holds an earlier run (its checkpoint and model are replaced)")
     for f in fields(TrainConfig):
         default = f.default if f.default is not MISSING else None
         flag = "--" + f.name.replace("_", "-")
@@ -43,7 +45,7 @@ def run(args: argparse.Namespace) -> int:
     resume = None
     if args.resume:
         resume = Path(cfg.out) / CHECKPOINT if args.resume == "auto" else Path(args.resume)
-    path = train(cfg, resume)
+    path = train(cfg, resume, overwrite=args.overwrite)
     log.info("model written to %s", path)
     return 0
 

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import hashlib
 import logging
+import re
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,14 +82,39 @@ def load_styles(folder: str | Path, side: int) -> StyleSet:
     )
 
 
-def split_content(folder: str | Path, holdout: tuple[str, ...]) -> tuple[list[Path], list[Path]]:
-    """(train, held-out) photo files; held-out stems never enter training."""
+def split_group(path: Path) -> str:
+    """The unit of the held-out split: extra crops of one wallpaper (``<stem>_c<k>``) share their parent's."""
+    return re.sub(r"_c\d+$", "", path.stem)
+
+
+def is_heldout(path: Path, fraction: float) -> bool:
+    """A fixed, content-free rule: the same file name is held out on every machine and in every run."""
+    digest = hashlib.sha256(split_group(path).encode()).hexdigest()
+    return int(digest[:8], 16) < fraction * 0x1_0000_0000
+
+
+def split_content(folder: str | Path, holdout: tuple[str, ...], fraction: float = 0.0) -> tuple[list[Path], list[Path]]:
+    """(train, held-out) photo files; held-out files never enter training.
+
+    A photo is held out when its stem is in ``holdout`` or when the hash rule picks it for the
+    ``fraction`` held-out share; crops of one wallpaper always land on the same side.
+    """
     files = list_images(folder)
-    held = [f for f in files if f.stem in holdout]
-    train = [f for f in files if f.stem not in holdout]
+    held = [f for f in files if f.stem in holdout or (fraction > 0 and is_heldout(f, fraction))]
+    train = [f for f in files if f not in held]
     if not train:
         raise InputError(f"every image in {folder} is held out; nothing left to train on")
     return train, held
+
+
+def folder_digest(folder: str | Path) -> str:
+    """SHA-256 of the folder's ``MANIFEST.csv`` when it has one, else of its sorted file names and sizes."""
+    p = Path(folder)
+    manifest = p / "MANIFEST.csv"
+    if manifest.is_file():
+        return hashlib.sha256(manifest.read_bytes()).hexdigest()
+    listing = "\n".join(f"{f.name}\t{f.stat().st_size}" for f in list_images(p))
+    return hashlib.sha256(listing.encode()).hexdigest()
 
 
 class CropSampler:

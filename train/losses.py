@@ -14,20 +14,29 @@ import math
 import torch
 import torch.nn.functional as F
 
+from realtime import metrics
 
-def gram(features: torch.Tensor) -> torch.Tensor:
-    """``[B,C,H,W] -> [B,C,C]``, normalized by C*H*W so layers and crop sizes are comparable."""
-    b, c, h, w = features.shape
-    f = features.float().reshape(b, c, h * w)
-    return f @ f.transpose(1, 2) / (c * h * w)
+#: The eval's Gram matrix (``F Fᵀ / (C·H·W)``): one definition for training and measuring.
+gram = metrics.gram
 
 
-def content_loss(out_feats: torch.Tensor, content_feats: torch.Tensor) -> torch.Tensor:
-    return F.mse_loss(out_feats.float(), content_feats.float())
+def content_loss(out_feats: torch.Tensor, content_feats: torch.Tensor, relative: bool = False) -> torch.Tensor:
+    """Feature MSE; ``relative`` divides it by the photo features' energy (the ``stylecast eval`` measure),
+    which makes the weight mean the same for perceptual networks whose activations differ 100x in scale."""
+    loss = F.mse_loss(out_feats.float(), content_feats.float())
+    return loss / content_feats.float().pow(2).mean() if relative else loss
 
 
-def style_distance(out_grams: dict[str, torch.Tensor], style_grams: dict[str, torch.Tensor]) -> torch.Tensor:
-    """``[B, N]``: squared Gram distance of each output to each style, summed over layers."""
+def style_distance(out_grams: dict[str, torch.Tensor], style_grams: dict[str, torch.Tensor],
+                   relative: bool = False) -> torch.Tensor:
+    """``[B, N]``: squared Gram distance of each output to each style, summed over layers.
+
+    ``relative`` divides each layer's distance by the squared norm of the style's Gram matrix, which is
+    the ``stylecast eval`` measure: every layer then counts alike, where the raw distance of relu4_3
+    is orders of magnitude above relu1_2's.
+    """
+    if relative:
+        return metrics.style_distance(out_grams, style_grams)
     total: torch.Tensor | None = None
     for layer, g in out_grams.items():
         target = style_grams[layer]  # [N, C, C]
@@ -47,23 +56,8 @@ def tv_loss(x: torch.Tensor) -> torch.Tensor:
 
 
 def grid_loss(x: torch.Tensor, period: int = 4, window: int = 32) -> torch.Tensor:
-    """Energy of a pattern that repeats every ``period`` pixels, measured in ``window``-sized tiles.
-
-    A stride-``period`` stem and a sub-pixel upsampling give each of the period x period output
-    phases its own weights, and any systematic difference between them prints a grid. A box filter
-    one period wide removes that grid exactly, so the residual holds it (and the fine texture);
-    averaging the residual over each phase inside a tile cancels the texture, which does not repeat
-    on the grid, and leaves the grid, whose squared amplitude is the loss. Natural images score near 0.
-    """
-    b, c, h, w = x.shape
-    window = min(window, h // period * period, w // period * period)  # small crops: one smaller tile
-    h, w = h // window * window, w // window * window
-    x = x[..., :h, :w].float()
-    lo, hi = (period - 1) // 2, period // 2
-    residual = x - F.avg_pool2d(F.pad(x, (lo, hi, lo, hi), mode="replicate"), period, stride=1)
-    cells = window // period
-    tiles = residual.reshape(b, c, h // window, cells, period, w // window, cells, period)
-    return tiles.mean(dim=(3, 6)).pow(2).mean()
+    """The 4-pixel grid penalty: the periodic-artifact energy that ``stylecast eval`` reports (one definition)."""
+    return metrics.grid_energy(x, period, window)
 
 
 def random_motion(batch: int, device: torch.device, max_shift: float = 0.04, max_rot_deg: float = 3.0,

@@ -10,8 +10,10 @@ from __future__ import annotations
 import csv
 import io
 import logging
+import math
 import os
 import signal
+import tempfile
 import time
 from collections.abc import Iterator
 from contextlib import contextmanager, nullcontext
@@ -28,11 +30,20 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from realtime.errors import StylecastError
-from realtime.model import PRESETS, Generator, GeneratorConfig
-from realtime.modelfile import StyleInfo, atomic_write_bytes, load_model, save_model
+from realtime.machine import describe_machine, fast_cpu_bf16
+from realtime.model import PRESETS, Generator, GeneratorConfig, remap_styles
+from realtime.modelfile import StyleInfo, atomic_write_bytes, load_model, load_plain, save_model
 from train import losses
 from train.config import TrainConfig
-from train.data import CropSampler, load_styles, read_rgb, sample_style_weights, split_content, video_frames
+from train.data import (
+    CropSampler,
+    folder_digest,
+    load_styles,
+    read_rgb,
+    sample_style_weights,
+    split_content,
+    video_frames,
+)
 from train.discriminator import PatchCritic
 from train.vgg import VGGFeatures, find_vgg
 
@@ -40,6 +51,8 @@ log = logging.getLogger(__name__)
 
 CHECKPOINT = "checkpoint.pt"
 MODEL = "model.stylecast"
+#: TrainConfig fields that hold paths; model files record only their last component.
+PATH_FIELDS = ("styles", "content", "content_video", "init", "vgg_weights", "out")
 
 
 @dataclass(frozen=True)
@@ -97,6 +110,18 @@ def broadcast_parameters(module: torch.nn.Module, dinfo: DistInfo) -> None:
     if dinfo.world > 1:
         for t in module.state_dict().values():
             dist.broadcast(t, src=0)
+
+
+def path_names(record: dict[str, Any]) -> dict[str, Any]:
+    """A training record with file and folder names in place of paths, its lineage included.
+
+    A model file is shared; the paths of the machine that made it (its folders, its user name) are not.
+    """
+    out = {k: Path(v).name if k in PATH_FIELDS and isinstance(v, str) and v else v for k, v in record.items()}
+    parent = out.get("init_from")
+    if isinstance(parent, dict):
+        out["init_from"] = path_names(parent)
+    return out
 
 
 def generator_config(cfg: TrainConfig, num_styles: int) -> GeneratorConfig:
@@ -178,20 +203,36 @@ class Trainer:
         self.out = Path(cfg.out)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.rng = np.random.default_rng(cfg.seed + self.dinfo.rank)
-        self.amp = cfg.amp and self.device.type == "cuda"
+        self.amp = cfg.amp and (self.device.type == "cuda" or fast_cpu_bf16())
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
         self.styles = load_styles(cfg.styles, cfg.style_crop)
-        train_files, held_files = split_content(cfg.content, cfg.holdout)
-        content = [read_rgb(f, 640) for f in train_files]
+        train_files, held_files = split_content(cfg.content, cfg.holdout, cfg.holdout_fraction)
+        # Recorded in the model by file name only: a shared model file must not leak the trainer's paths.
+        self.data_record = {
+            "content": Path(cfg.content).name,
+            "content_digest": folder_digest(cfg.content),
+            "train_files": len(train_files),
+            "heldout": [f.name for f in held_files],
+            "styles_digest": folder_digest(cfg.styles),
+        }
+        log.info("content: %d training photos, %d held out", len(train_files), len(held_files))
+        content = [read_rgb(f, 640) for f in tqdm(train_files, desc="photos", unit="img", leave=False,
+                                                    disable=len(train_files) < 100 or not self.dinfo.main)]
         if cfg.content_video:
             content += video_frames(cfg.content_video)
-        self.held = [read_rgb(f, 512) for f in held_files]
+        # Sample grids only: four photos spread over the held-out list (crops of one wallpaper sit together).
+        self.held = [read_rgb(f, 512) for f in held_files[:: max(1, len(held_files) // 4)][:4]]
         self.content = CropSampler(content, cfg.crop, self.device, cfg.seed + self.dinfo.rank)
         self.style_crops = CropSampler(self.styles.images, min(cfg.crop, cfg.style_crop), self.device,
                                        cfg.seed + 1000 + self.dinfo.rank)
         n = len(self.styles.names)
+        vgg_src = find_vgg(cfg.vgg_weights or None)
+        self.perceptual = vgg_src.description
+        layers = tuple(dict.fromkeys((*cfg.style_layers, cfg.content_layer)))
+        self.vgg = VGGFeatures(vgg_src, layers).to(self.device)
+        self.style_grams = self._style_grams()
 
         self.parent: dict[str, Any] = {}
         if cfg.init:
@@ -201,23 +242,34 @@ class Trainer:
             self.generator = Generator(self.g_cfg)
         self.generator.to(self.device)
         self.critic = PatchCritic(n).to(self.device)
-        vgg_src = find_vgg(cfg.vgg_weights or None)
-        self.perceptual = vgg_src.description
-        layers = tuple(dict.fromkeys((*cfg.style_layers, cfg.content_layer)))
-        self.vgg = VGGFeatures(vgg_src, layers).to(self.device)
-        self.style_grams = self._style_grams()
 
         self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=(0.0, 0.9))
         self.step = 0
+        self.train_seconds = 0.0
 
     def _init_from(self, path: Path) -> tuple[Generator, GeneratorConfig]:
+        """Fine-tune an existing model; styles it lacks start from its nearest style's norm rows."""
         generator, info = load_model(path)
-        if info.style_names != self.styles.names:
-            raise StylecastError(f"{path} holds styles {info.style_names}, but --styles has {self.styles.names}")
+        old, new = info.style_names, self.styles.names
+        missing = [name for name in old if name not in new]
+        if missing:
+            raise StylecastError(f"{path} holds styles {missing} that --styles lacks; add their paintings")
+        known = [new.index(name) for name in old]
+        rows = []
+        for j, name in enumerate(new):
+            if name in old:
+                rows.append(old.index(name))
+                continue
+            d = losses.style_distance({k: g[j : j + 1] for k, g in self.style_grams.items()},
+                                      {k: g[known] for k, g in self.style_grams.items()}, relative=True)[0]
+            rows.append(int(d.argmin()))
+            log.info("new style %s starts from %s", name, old[rows[-1]])
+        if rows != list(range(len(old))):
+            generator = remap_styles(generator, rows)
         # The fine-tuned model records where it started, so its lineage (and total steps) survive.
-        self.parent = {"sha256": info.sha256, **info.train_config}
-        return generator, info.config
+        self.parent = {"sha256": info.sha256, **path_names(info.train_config)}
+        return generator, generator.cfg
 
     @torch.no_grad()
     def _style_grams(self) -> dict[str, torch.Tensor]:
@@ -244,23 +296,31 @@ class Trainer:
         }
         buf = io.BytesIO()
         torch.save(state, buf)
-        atomic_write_bytes(self.out / CHECKPOINT, buf.getvalue())
+        try:
+            atomic_write_bytes(self.out / CHECKPOINT, buf.getvalue())
+        except OSError as e:
+            raise StylecastError(f"writing {self.out / CHECKPOINT} failed: {e.strerror or e}") from None
 
     def load_checkpoint(self, path: Path) -> None:
         if not path.is_file():
             raise StylecastError(f"no checkpoint to resume from at {path}")
+        # Tensors and plain data only (what save_checkpoint writes): a crafted checkpoint cannot run code.
+        state = load_plain(path, "checkpoint", map_location=self.device)
         try:
-            state = torch.load(path, map_location=self.device, weights_only=False)
             self.generator.load_state_dict(state["generator"])
             self.critic.load_state_dict(state["critic"])
-        except Exception as e:
-            raise StylecastError(f"cannot resume from {path}: {str(e).splitlines()[0]}") from e
-        self.opt_g.load_state_dict(state["opt_g"])
-        self.opt_d.load_state_dict(state["opt_d"])
-        self.step = int(state["step"])
-        torch.set_rng_state(state["torch_rng"].cpu())
-        if self.dinfo.world == 1:
-            self.rng.bit_generator.state = state["np_rng"]
+            self.opt_g.load_state_dict(state["opt_g"])
+            self.opt_d.load_state_dict(state["opt_d"])
+            step = state["step"]
+            if isinstance(step, bool) or not isinstance(step, int) or step < 0:
+                raise ValueError(f"step is {step!r}")
+            torch.set_rng_state(state["torch_rng"].cpu())
+            if self.dinfo.world == 1:
+                self.rng.bit_generator.state = state["np_rng"]
+        except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
+            reason = str(e).splitlines()[0] if str(e) else type(e).__name__
+            raise StylecastError(f"cannot resume from {path} (damaged, or from another model): {reason}") from e
+        self.step = step
         log.info("resumed from %s at step %d", path, self.step)
 
     def save_model(self, path: Path) -> None:
@@ -268,7 +328,13 @@ class Trainer:
             return
         infos = [StyleInfo(name, sha, thumbnail(img))
                  for name, sha, img in zip(self.styles.names, self.styles.sha256, self.styles.images, strict=True)]
-        record = {**self.cfg.to_dict(), "steps_done": self.step}
+        record = {
+            **path_names(self.cfg.to_dict()),
+            "steps_done": self.step,
+            "data": self.data_record,
+            "train_seconds": round(self.train_seconds, 1),
+            "machine": describe_machine(),
+        }
         if self.parent:
             record["init_from"] = self.parent
         save_model(path, self.generator, infos, record, self.perceptual)
@@ -278,8 +344,8 @@ class Trainer:
         save_png(self.out / "samples" / name, sample_grid(self.generator, photos, self.styles.names))
 
     # -- one step ------------------------------------------------------------------------------
-    def autocast(self):
-        return torch.autocast("cuda", dtype=torch.bfloat16) if self.amp else nullcontext()
+    def autocast(self) -> Any:
+        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
 
     def critic_step(self, fake: torch.Tensor, alpha: torch.Tensor, alpha_cpu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
@@ -301,7 +367,7 @@ class Trainer:
 
     def set_lr(self, progress: float) -> None:
         """Cosine decay to 5% over the run; progress counts steps or, with --max-minutes, time."""
-        factor = 0.05 + 0.95 * 0.5 * (1 + np.cos(np.pi * min(progress, 1.0)))
+        factor = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))  # a float: checkpoints hold plain data
         for group in self.opt_g.param_groups:
             group["lr"] = self.cfg.lr * factor
 
@@ -320,6 +386,7 @@ class Trainer:
         x_moved, mask = losses.warp(x, theta)
         x_moved = (x_moved + 0.02 * torch.randn_like(x_moved)).clamp(0, 1)
         gan_on = cfg.gan_weight > 0 and self.step >= cfg.gan_start
+        critic_now = gan_on and self.step % cfg.critic_every == 0
 
         # One generator call for both frames: DDP allows a single forward per backward.
         with self.autocast():
@@ -327,7 +394,7 @@ class Trainer:
         y, y_moved = y_both[:b], y_both[b:]
 
         stats: dict[str, torch.Tensor] = {}
-        if gan_on:
+        if critic_now:
             for _ in range(cfg.n_critic):
                 stats["wdist"], stats["gp"] = self.critic_step(y.detach().float(), alpha, alpha_cpu)
 
@@ -336,9 +403,9 @@ class Trainer:
             feats_y = self.vgg(y)
             with torch.no_grad():
                 feats_x = self.vgg(x)
-            l_content = losses.content_loss(feats_y[cfg.content_layer], feats_x[cfg.content_layer])
+            l_content = losses.content_loss(feats_y[cfg.content_layer], feats_x[cfg.content_layer], cfg.content_relative)
             grams = {layer: losses.gram(feats_y[layer]) for layer in cfg.style_layers}
-            l_style = losses.fused_style_loss(losses.style_distance(grams, self.style_grams), alpha)
+            l_style = losses.fused_style_loss(losses.style_distance(grams, self.style_grams, cfg.style_relative), alpha)
             y_warped, _ = losses.warp(y.float(), theta)
             l_temporal = losses.temporal_loss(y_moved, y_warped, mask)
             l_tv = losses.tv_loss(y)
@@ -353,8 +420,27 @@ class Trainer:
         return {k: v.detach() for k, v in stats.items()}
 
     # -- the loop ------------------------------------------------------------------------------
-    def fit(self, resume: Path | None = None) -> Path:
+    def _claim_out(self, resuming: bool, overwrite: bool) -> None:
+        """Refuse to train over an earlier run unless resuming it or told to; fail now if OUT is unwritable."""
+        earlier = [name for name in (CHECKPOINT, MODEL) if (self.out / name).exists()]
+        if earlier and not resuming and not overwrite:
+            raise StylecastError(
+                f"{self.out} holds an earlier run ({earlier[0]}); pass --resume to continue it or --overwrite to replace it"
+            )
+        if not self.dinfo.main:
+            return
+        try:
+            (self.out / "samples").mkdir(parents=True, exist_ok=True)
+            with tempfile.TemporaryFile(dir=self.out):
+                pass
+        except OSError as e:
+            raise StylecastError(f"cannot write the run folder {self.out}: {e.strerror or e}") from None
+        if overwrite and not resuming:
+            (self.out / "log.csv").unlink(missing_ok=True)  # a fresh run's log starts empty
+
+    def fit(self, resume: Path | None = None, overwrite: bool = False) -> Path:
         cfg = self.cfg
+        self._claim_out(resume is not None, overwrite)
         if resume is not None:
             self.load_checkpoint(resume)
         broadcast_parameters(self.critic, self.dinfo)
@@ -362,9 +448,6 @@ class Trainer:
         if self.dinfo.world > 1:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DDP(self.generator, device_ids=ids)
-        if self.dinfo.main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            (self.out / "samples").mkdir(exist_ok=True)
         log_file = self.out / "log.csv"
         start, t0 = self.step, time.monotonic()
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.dinfo.main, desc="train", unit="step")
@@ -411,6 +494,7 @@ class Trainer:
             bar.close()
             if fh is not None:
                 fh.close()
+        self.train_seconds = time.monotonic() - t0
         self.save_checkpoint()
         self.save_model(self.out / MODEL)
         if self.dinfo.main:
@@ -420,11 +504,14 @@ class Trainer:
         return self.out / MODEL
 
 
-def train(cfg: TrainConfig, resume: str | Path | None = None) -> Path:
-    """Train (or resume) and return the path of the written ``.stylecast`` model."""
+def train(cfg: TrainConfig, resume: str | Path | None = None, overwrite: bool = False) -> Path:
+    """Train (or resume) and return the path of the written ``.stylecast`` model.
+
+    An OUT folder that holds an earlier run is refused unless ``resume`` or ``overwrite`` is given.
+    """
     trainer = Trainer(cfg)
     try:
-        return trainer.fit(Path(resume) if resume else None)
+        return trainer.fit(Path(resume) if resume else None, overwrite)
     finally:
         if dist.is_initialized():
             dist.destroy_process_group()

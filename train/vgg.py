@@ -1,11 +1,17 @@
 """VGG perceptual features for the content and Gram style losses, loaded from local files only.
 
-Two weight sources are accepted, and nothing is ever downloaded:
+These weight sources are accepted, and nothing is ever downloaded:
 
-* the bundled ``assets/weights/vgg16_hed_conv1_1-conv4_3.npz`` (VGG16 conv1_1..conv4_3, torchvision
-  key names, float16; Caffe preprocessing: RGB*255 minus the ImageNet mean, no std; see SOURCES.md);
+* the bundled ``assets/weights/vgg16_hed_conv1_1-conv4_3.npz`` (VGG16 conv1_1..conv4_3 of an HED edge
+  detector, torchvision key names, float16; Caffe preprocessing: RGB*255 minus the ImageNet mean, no std);
+* the bundled ``assets/weights/vgg16_imagenet_conv1_1-conv4_3.npz`` (torchvision's ImageNet VGG16
+  conv1_1..conv4_3, same layout; torchvision preprocessing: RGB in [0,1], ImageNet mean/std);
 * a torchvision ``vgg16``/``vgg19`` state dict (``.pth``), e.g. from torchvision's cache
-  (``~/.cache/torch/hub/checkpoints/vgg16-397923af.pth``); torchvision preprocessing (mean/std in [0,1]).
+  (``~/.cache/torch/hub/checkpoints/vgg16-397923af.pth``); torchvision preprocessing.
+
+Both npz files have the same keys, so an npz says its preprocessing by a ``preprocessing`` entry
+(``"caffe"`` or ``"torchvision"``) or, lacking one, by its name (``hed``/``caffe`` or
+``imagenet``/``torchvision``); see SOURCES.md for the files' origins.
 
 The network is rebuilt from the ``features.N.weight`` keys: a conv at index i is followed by its ReLU
 at i+1, and a gap before the next conv is a max-pool, which is exactly torchvision's layout.
@@ -28,6 +34,9 @@ from realtime.errors import ModelError
 log = logging.getLogger(__name__)
 
 BUNDLED_VGG = "vgg16_hed_conv1_1-conv4_3.npz"
+IMAGENET_VGG = "vgg16_imagenet_conv1_1-conv4_3.npz"
+#: File-name tokens that tell an npz's preprocessing when it has no ``preprocessing`` entry.
+_NAME_TOKENS = {"hed": True, "caffe": True, "imagenet": False, "torchvision": False}
 TORCHVISION_CACHE = Path.home() / ".cache" / "torch" / "hub" / "checkpoints"
 
 #: ReLU output index in torchvision's ``features`` for each named layer.
@@ -52,8 +61,31 @@ class VGGSource:
         return f"{self.family}:{self.path.name}:sha256={digest}"
 
 
-def bundled_vgg_path() -> Path:
-    return Path(str(resources.files("train") / "assets" / "weights" / BUNDLED_VGG))
+def bundled_vgg_path(name: str = BUNDLED_VGG) -> Path:
+    return Path(str(resources.files("train") / "assets" / "weights" / name))
+
+
+def _uses_caffe_preprocessing(path: Path) -> bool:
+    """Whether the weights expect Caffe input (RGB*255 - mean) rather than torchvision's ((x - mean) / std)."""
+    if path.suffix != ".npz":
+        return False  # torchvision state dicts
+    try:
+        with np.load(path) as z:
+            if "preprocessing" in z.files:
+                kind = str(z["preprocessing"])
+                if kind not in ("caffe", "torchvision"):
+                    raise ModelError(f"VGG weights {path}: unknown preprocessing {kind!r} (caffe or torchvision)")
+                return kind == "caffe"
+    except (OSError, ValueError) as e:
+        raise ModelError(f"cannot read VGG weights {path}: {e}") from e
+    tokens = set(path.stem.lower().replace("-", "_").split("_"))
+    found = {_NAME_TOKENS[t] for t in tokens & set(_NAME_TOKENS)}
+    if len(found) != 1:
+        raise ModelError(
+            f"cannot tell the preprocessing of VGG weights {path}: name the file *_hed_* (Caffe) or *_imagenet_* "
+            "(torchvision), or store a 'preprocessing' entry in it"
+        )
+    return found.pop()
 
 
 def find_vgg(path: str | Path | None = None) -> VGGSource:
@@ -62,7 +94,7 @@ def find_vgg(path: str | Path | None = None) -> VGGSource:
     for p in candidates:
         if p.is_file():
             family = "vgg19" if "vgg19" in p.name else "vgg16"
-            return VGGSource(p, family, caffe=p.suffix == ".npz")
+            return VGGSource(p, family, caffe=_uses_caffe_preprocessing(p))
     raise ModelError(f"no VGG weights found (looked for {', '.join(map(str, candidates))}); pass --vgg-weights PATH")
 
 
@@ -70,7 +102,7 @@ def _load_state(src: VGGSource) -> dict[str, torch.Tensor]:
     try:
         if src.path.suffix == ".npz":
             with np.load(src.path) as z:
-                return {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files}
+                return {k: torch.from_numpy(z[k].astype(np.float32)) for k in z.files if k.startswith("features.")}
         state = torch.load(src.path, map_location="cpu", weights_only=True)
     except Exception as e:
         raise ModelError(f"cannot read VGG weights {src.path}: {e}") from e

@@ -74,8 +74,11 @@ def create_backend(
     generator, info = model if isinstance(model, tuple) else load_model(model)
     if name != "auto":
         return backend_class(name)(generator, info, precision=precision, device=device)
+    candidates = auto_candidates(precision, device)
+    if not candidates:
+        raise BackendUnavailable(f"--device {device}: no CUDA GPU is available here (torch sees none); use --device cpu")
     reasons: list[str] = []
-    for candidate, dev in auto_candidates(precision, device):
+    for candidate, dev in candidates:
         try:
             backend = backend_class(candidate)(generator, info, precision=precision, device=dev)
         except BackendUnavailable as e:

@@ -1,4 +1,4 @@
-"""TensorRT backend: the cached engine for this model and GPU, run on its own CUDA stream.
+"""TensorRT backend: the engine ``realtime.artifacts`` has for this model and GPU, run on its own CUDA stream.
 
 Host frames go through pinned buffers with asynchronous copies; conversion to float planes and back to
 uint8 happens on the GPU. The style weights are an ordinary engine input, so they change every frame
@@ -16,8 +16,9 @@ from typing import Any
 
 import numpy as np
 
+from realtime import artifacts
 from realtime.backends.base import Backend
-from realtime.compile import ShapeProfile
+from realtime.compile import DEFAULT_SHAPES, PRECISIONS, ShapeProfile, parse_shapes
 from realtime.errors import BackendUnavailable, InputError, ModelError
 from realtime.export import INPUT_NAMES, OUTPUT_NAME
 from realtime.model import MIN_SIDE, Generator
@@ -53,23 +54,21 @@ class TensorRTBackend(Backend):
         device: str = "auto",
         shapes: str | None = None,
     ) -> None:
-        from realtime.compile import DEFAULT_SHAPES, PRECISIONS, ensure_engine, parse_shapes, require_tensorrt
-
         if device not in ("auto", "cuda"):
             raise BackendUnavailable(f"the tensorrt backend runs on CUDA GPUs, not {device!r}")
         precision = "fp16" if precision == "auto" else precision
         if precision not in PRECISIONS:
             raise BackendUnavailable(f"tensorrt backend precisions: {', '.join(PRECISIONS)}; got {precision!r}")
-        require_tensorrt()
+        self.profile = parse_shapes(shapes or DEFAULT_SHAPES)
+        # Asking for the engine checks TensorRT and the GPU first: tensorrt_engine imports tensorrt.
+        path, key = artifacts.ensure_engine(generator, info, precision, self.profile)
         from realtime.tensorrt_engine import load_engine
 
-        self.profile = parse_shapes(shapes or DEFAULT_SHAPES)
-        path, key = ensure_engine(generator, info, precision, self.profile)
         self._runtime, engine = load_engine(path.read_bytes())
         if engine is None:
             # Checksums matched, yet this TensorRT/driver refuses the engine: rebuild once.
             log.warning("TensorRT cannot load the cached engine %s; rebuilding it", path)
-            path, key = ensure_engine(generator, info, precision, self.profile, force=True)
+            path, key = artifacts.ensure_engine(generator, info, precision, self.profile, force=True)
             self._runtime, engine = load_engine(path.read_bytes())
             if engine is None:
                 raise ModelError(f"TensorRT cannot load the engine it just built: {path}")

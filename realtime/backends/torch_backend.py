@@ -1,9 +1,14 @@
-"""PyTorch backend: eager on the CPU; on CUDA fp16, pinned buffers, own stream, CUDA graphs.
+"""PyTorch backend: eager on the CPU; on CUDA fp16/bf16, pinned buffers, own stream, CUDA graphs.
 
 On CUDA the three stages overlap with the pipeline's other threads: ``upload`` copies from a pinned
 host buffer on the backend's stream, ``infer`` replays a CUDA graph captured once per input shape
 (launch overhead dominates small frames), and ``download`` copies into a pinned buffer and waits on
 an event, not on the whole device.
+
+With ``compile=True`` the step runs through ``realtime.compiled`` (exact rewrites, ``torch.compile``
+with its cache on disk): on CUDA inductor's autotuned kernels inside the backend's own CUDA graphs, on
+the CPU inductor's C++ kernels. Each new frame shape compiles once (seconds to minutes on first
+start, much less with a warm cache); if compiling fails, the backend warns and runs eagerly.
 """
 
 from __future__ import annotations
@@ -17,6 +22,7 @@ import numpy as np
 import torch
 
 from realtime.backends.base import Backend
+from realtime.compiled import DTYPES, CompiledGenerator, FrameModel, compile_generator
 from realtime.errors import BackendUnavailable
 from realtime.model import Generator
 from realtime.modelfile import ModelInfo
@@ -48,7 +54,11 @@ class TorchBackend(Backend):
         precision: str = "fp32",
         device: str = "auto",
         cuda_graphs: bool = True,
+        compile: bool = False,
+        channels_last: bool = False,
+        compile_options: dict[str, Any] | None = None,
     ) -> None:
+        """``compile_options``: ``compile_generator`` keywords (mode, backend, conv_backends) for benchmarks."""
         if device == "auto":
             device = "cuda" if cuda_available() else "cpu"
         if device == "cuda" and not cuda_available():
@@ -57,17 +67,28 @@ class TorchBackend(Backend):
             raise BackendUnavailable(f"torch backend: unknown device {device!r} (use cpu or cuda)")
         if precision == "auto":
             precision = "fp16" if device == "cuda" else "fp32"
-        if precision not in ("fp32", "fp16"):
+        if precision not in DTYPES:
             raise BackendUnavailable(
-                f"torch backend supports fp32 and fp16, not {precision} (use --backend onnx for int8)"
+                f"torch backend supports {', '.join(DTYPES)}, not {precision} (use --backend onnx for int8)"
             )
-        if precision == "fp16" and device == "cpu":
-            raise BackendUnavailable("torch backend: fp16 needs CUDA; use fp32 on the CPU")
+        if precision != "fp32" and device == "cpu":
+            raise BackendUnavailable(f"torch backend: {precision} needs CUDA; use fp32 on the CPU")
         self.device = device
         self.precision = precision
         self.num_styles = info.config.num_styles
-        self.dtype = torch.float16 if precision == "fp16" else torch.float32
-        self.model = generator.eval().to(device=device, dtype=self.dtype)
+        self.dtype = DTYPES[precision]
+        self.compiled = compile
+        self._step: FrameModel | CompiledGenerator
+        if compile:
+            # The backend captures its own CUDA graphs (on its stream, with its pinned buffers), so
+            # inductor's are off; on the CPU autotuning does not apply.
+            mode = ("max-autotune-no-cudagraphs" if cuda_graphs else "max-autotune") if device == "cuda" else "default"
+            options = {"mode": mode, **(compile_options or {})}
+            self._step = compile_generator(
+                generator, device, self.dtype, channels_last=channels_last, model_sha256=info.sha256, **options
+            )
+        else:
+            self._step = FrameModel(generator.eval().to(device=device, dtype=self.dtype), self.dtype, channels_last)
         if device == "cpu":
             # Leave a core to decoding and encoding: OpenMP's busy-waiting threads collapse when they
             # share every core with them (measured on 2 cores: 0.7-1.0 fps with 2 threads, 3.6 with 1).
@@ -84,12 +105,10 @@ class TorchBackend(Backend):
 
     def _forward(self, frames_u8: torch.Tensor, weights: torch.Tensor) -> torch.Tensor:
         """uint8 NHWC on the device -> uint8 NHWC on the device."""
-        # Plain NCHW on both devices. channels_last was slower on an H100 (fp16, CUDA graphs, 1080p:
-        # quality 28.8 against 14.6 ms, fast 2.6 against 2.3 ms): the norms and pads between the
-        # convolutions are memory-bound, and on CPUs channels_last slowed the convolutions too.
-        x = frames_u8.permute(0, 3, 1, 2).to(self.dtype).div_(255.0).contiguous()
-        y = self.model(x, weights.to(self.dtype))
-        return y.mul(255.0).add_(0.5).clamp_(0, 255).to(torch.uint8).permute(0, 2, 3, 1).contiguous()
+        # Plain NCHW by default on both devices. channels_last was slower in eager mode on an H100
+        # (fp16, CUDA graphs, 1080p: quality 28.8 against 14.6 ms, fast 2.6 against 2.3 ms): the norms
+        # and pads between the convolutions are memory-bound, and on CPUs it slowed the convs too.
+        return self._step(frames_u8, weights)
 
     # --- the three stages -----------------------------------------------------------------------------
 
@@ -163,9 +182,19 @@ class TorchBackend(Backend):
         g = self._graphs[key] = _Graph(graph, static_frames, static_weights, output)
         return g
 
+    def describe(self) -> str:
+        return f"{super().describe()}+compiled" if self.compiled else super().describe()
+
     def close(self) -> None:
         if self.device == "cuda":
             self._graphs.clear()
             self._host_in.clear()
             self._host_out.clear()
             torch.cuda.empty_cache()
+
+
+def compiled_backend(backend: str, generator: Generator, info: ModelInfo, precision: str, device: str) -> TorchBackend:
+    """What ``--compile`` selects: the torch backend with ``compile=True`` (no other backend compiles)."""
+    if backend not in ("auto", "torch"):
+        raise BackendUnavailable(f"--compile runs the torch backend; it does not apply to --backend {backend}")
+    return TorchBackend(generator, info, precision=precision, device=device, compile=True)

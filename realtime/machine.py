@@ -1,0 +1,63 @@
+"""What machine this is, in the words every result file and model file records."""
+
+from __future__ import annotations
+
+import platform
+from pathlib import Path
+
+
+def cpu_model() -> str:
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("model name"):
+                return line.split(":", 1)[1].strip()
+    except OSError:
+        pass
+    return platform.processor() or platform.machine()
+
+
+#: CPU features that decide what INT8 and FP16 can gain: 8-bit dot products (VNNI), AMX tiles, AVX-512.
+ISA_FLAGS = (
+    "avx2",
+    "fma",
+    "f16c",
+    "avx512f",
+    "avx512_vnni",
+    "avx_vnni",
+    "avx512_bf16",
+    "amx_tile",
+    "amx_int8",
+    "amx_bf16",
+)
+
+
+def cpu_isa() -> list[str] | None:
+    """Which of ``ISA_FLAGS`` the CPU reports (Linux only; None elsewhere)."""
+    try:
+        for line in Path("/proc/cpuinfo").read_text().splitlines():
+            if line.startswith("flags"):
+                present = set(line.split(":", 1)[1].split())
+                return [f for f in ISA_FLAGS if f in present]
+    except OSError:
+        pass
+    return None
+
+
+def fast_cpu_bf16() -> bool:
+    """Whether bf16 autocast pays on this CPU: native bf16 dot products (AVX-512 BF16 or AMX).
+
+    Measured on a 2-core Sapphire Rapids: a training step of the fast model with VGG16 ran 2x faster
+    under bf16 autocast; CPUs without these instructions emulate bf16 and get slower instead.
+    """
+    flags = cpu_isa() or []
+    return "avx512_bf16" in flags or "amx_bf16" in flags
+
+
+def describe_machine() -> str:
+    """One line naming the CPU and its instruction-set features, and the GPU when torch sees one."""
+    import torch
+
+    text = f"{cpu_model()} ({', '.join(cpu_isa() or [])}; {torch.get_num_threads()} threads)"
+    if torch.cuda.is_available():
+        text += f"; GPU {torch.cuda.get_device_name()}"
+    return text
