@@ -67,7 +67,8 @@ def measure(cfg: TrainConfig, repeats: int = 5) -> dict[str, Any]:
             y = g(torch.cat([x, x]), torch.cat([alpha, alpha]))
         y.float().mean().backward()
 
-    y_fixed = g(x, alpha).detach().requires_grad_(True)
+    with torch.no_grad():  # a fixed output for the VGG and critic phases; its graph is not needed
+        y_fixed = g(x, alpha).requires_grad_(True)
 
     def vgg() -> None:
         with trainer.autocast():
