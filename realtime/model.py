@@ -42,6 +42,9 @@ class GeneratorConfig:
     channels: int = 32
     res_blocks: int = 4
     refine_channels: int = 4
+    #: fast only: width of an optional 1/2-resolution stage between the 1/4-resolution body and the
+    #: full-resolution refinement (0: none)
+    half_channels: int = 0
 
     def to_dict(self) -> dict[str, Any]:
         return asdict(self)
@@ -133,14 +136,26 @@ class UpConv(nn.Module):
 class FastBody(nn.Module):
     def __init__(self, cfg: GeneratorConfig) -> None:
         super().__init__()
-        c, n, r = cfg.channels, cfg.num_styles, cfg.refine_channels
-        # A 4x4 stride-4 conv is space-to-depth followed by a 1x1 conv, without the full-resolution
+        c, n, r, hc = cfg.channels, cfg.num_styles, cfg.refine_channels, cfg.half_channels
+        self.has_half = hc > 0
+        # A kxk stride-k conv is space-to-depth followed by a 1x1 conv, without the full-resolution
         # transpose that a separate PixelUnshuffle costs.
-        self.stem = nn.Conv2d(3, c, 4, stride=4)
+        if hc:
+            # The optional 1/2-resolution stage gives the body a scale between its 1/4-resolution
+            # planes and the thin full-resolution refinement: brush marks a few pixels wide live there.
+            self.half_stem = nn.Conv2d(3, hc, 2, stride=2)
+            self.half_stem_norm = CondInstanceNorm(hc, n)
+            self.stem = nn.Conv2d(hc, c, 2, stride=2)
+            self.to_half = nn.Conv2d(c, 4 * hc, 3, padding=1)
+            self.half_conv = ConvNormAct(hc, hc, 3, n)
+            self.to_sub = nn.Conv2d(hc, 4 * r, 3, padding=1)
+            self.up = nn.PixelShuffle(2)
+        else:
+            self.stem = nn.Conv2d(3, c, 4, stride=4)
+            self.to_sub = nn.Conv2d(c, 16 * r, 3, padding=1)
+            self.up = nn.PixelShuffle(4)
         self.stem_norm = CondInstanceNorm(c, n)
         self.blocks = nn.ModuleList(ResBlock(c, n) for _ in range(cfg.res_blocks))
-        self.to_sub = nn.Conv2d(c, 16 * r, 3, padding=1)
-        self.up = nn.PixelShuffle(4)
         # The refinement sees the input too, so fine edges survive the 1/4-resolution bottleneck.
         # Zero padding here: a separate reflect-pad pass over full-resolution planes cost more than
         # the convolution itself on the CPU, and the 1-pixel border it affects is invisible.
@@ -148,9 +163,16 @@ class FastBody(nn.Module):
         self.refine2 = nn.Conv2d(r, 3, 3, padding=1)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        h = F.relu(self.stem_norm(self.stem(x), w))
-        for block in self.blocks:
-            h = block(h, w)
+        if self.has_half:
+            skip = F.relu(self.half_stem_norm(self.half_stem(x), w))
+            h = F.relu(self.stem_norm(self.stem(skip), w))
+            for block in self.blocks:
+                h = block(h, w)
+            h = self.half_conv(F.pixel_shuffle(self.to_half(h), 2) + skip, w)
+        else:
+            h = F.relu(self.stem_norm(self.stem(x), w))
+            for block in self.blocks:
+                h = block(h, w)
         h = F.relu(self.up(self.to_sub(h)))
         h = F.relu(self.refine1(torch.cat([h, x], dim=1)))
         return self.refine2(h)

@@ -11,7 +11,15 @@ import numpy as np
 import pytest
 import torch
 
-from benchmarks.evaluate import LAYERS, EvalConfig, bundled_paintings, bundled_reference, evaluate, read_image
+from benchmarks.evaluate import (
+    LAYERS,
+    EvalConfig,
+    bundled_paintings,
+    bundled_reference,
+    evaluate,
+    perceptual_distances,
+    read_image,
+)
 from realtime import metrics
 from realtime.cli import main
 from realtime.errors import InputError, ModelError, OutputError
@@ -205,3 +213,24 @@ def test_bad_input_gives_one_line_errors(tiny_setup: tuple[Path, Path, Path], tm
     file.write_text("x")
     with pytest.raises(OutputError, match="is a file"):
         evaluate(_tiny(model, paintings, photos, file))
+
+
+def test_perceptual_distances_of_outside_outputs_read_like_the_eval(tmp_path: Path) -> None:
+    """The bench's table: a styled output is nearer its painting than the plain photo is; a photo is at
+    content distance 0 from itself; a style without a painting gives no figures rather than zeros."""
+    generator, info = load_model(None)
+    photo = read_image(CONTENT / sorted(p.name for p in CONTENT.iterdir())[0], 256)
+    k = info.style_names.index("woman_with_a_hat")
+    with torch.no_grad():
+        x = torch.from_numpy(photo).permute(2, 0, 1)[None].float() / 255
+        styled = (generator(x, torch.eye(info.config.num_styles)[k : k + 1])[0].permute(1, 2, 0) * 255).round().byte().numpy()
+    result = perceptual_distances(generator, info, [photo], {"woman_with_a_hat": [styled]})
+    unstyled = perceptual_distances(generator, info, [photo], {"woman_with_a_hat": [photo]})
+    assert result is not None and unstyled is not None and "eval" in result["source"]
+    ours, plain = result["styles"]["woman_with_a_hat"], unstyled["styles"]["woman_with_a_hat"]
+    assert plain["content_distance"] == pytest.approx(0.0, abs=1e-6)
+    assert ours["nearest_style_accuracy"] == 1.0 and 0 < ours["style_distance"] < plain["style_distance"]
+    assert next(generator.parameters()).device.type == "cpu"
+    path = make_tiny_model(tmp_path / "unknown.stylecast")  # styles with no bundled painting
+    tiny, tiny_info = load_model(path)
+    assert perceptual_distances(tiny, tiny_info, [photo], {TINY_STYLES[0]: [photo]}) is None

@@ -6,6 +6,7 @@ import copy
 import io
 import json
 import zipfile
+from dataclasses import replace
 from pathlib import Path
 
 import pytest
@@ -37,10 +38,11 @@ def generator() -> Generator:
     return g
 
 
-@pytest.mark.parametrize("arch", ["fast", "quality"])
+@pytest.mark.parametrize("arch", ["fast", "fast-half", "quality"])
 @pytest.mark.parametrize("size", [(1, 1), (2, 9), (17, 31), (64, 64), (179, 321)])
 def test_any_size_round_trips(arch: str, size: tuple[int, int]) -> None:
-    g = Generator(GeneratorConfig(arch=arch, num_styles=2, channels=8, res_blocks=1)).eval()  # type: ignore[arg-type]
+    half = 8 if arch == "fast-half" else 0
+    g = Generator(GeneratorConfig(arch=arch.removesuffix("-half"), num_styles=2, channels=8, res_blocks=1, half_channels=half)).eval()  # type: ignore[arg-type]
     x = torch.rand(2, 3, *size)
     with torch.no_grad():
         y = g(x, torch.tensor([[1.0, 0.0], [0.3, 0.7]]))
@@ -165,3 +167,22 @@ def test_model_file_is_written_atomically(tmp_path: Path, generator: Generator, 
     assert path.read_bytes() == before
     assert [p.name for p in tmp_path.iterdir()] == ["m.stylecast"]
     assert zipfile.is_zipfile(path)
+
+
+def test_half_resolution_stage_exports_and_reloads(tmp_path: Path) -> None:
+    """The optional 1/2-resolution stage of the fast body survives the model file and the ONNX export."""
+    from realtime.export import export_onnx, verify_onnx
+
+    torch.manual_seed(1)
+    g = Generator(GeneratorConfig(num_styles=len(TINY_STYLES), channels=8, res_blocks=1, half_channels=8)).eval()
+    plain = Generator(replace(g.cfg, half_channels=0))
+    assert g.body.has_half and not plain.body.has_half
+    assert {"half_stem", "half_conv"} <= {n for n, _ in g.body.named_children()}
+    path = tmp_path / "half.stylecast"
+    save_model(path, g, [StyleInfo(n) for n in TINY_STYLES])
+    loaded, info = load_model(path)
+    assert loaded.cfg.half_channels == 8
+    x, w = torch.rand(1, 3, 40, 56), torch.eye(len(TINY_STYLES))[:1]
+    with torch.no_grad():
+        torch.testing.assert_close(loaded(x, w), g(x, w), atol=2e-3, rtol=0)  # fp16 storage
+    assert verify_onnx(loaded, export_onnx(loaded, info, tmp_path / "half.onnx")) < 1e-4

@@ -36,6 +36,8 @@ class TrainConfig:
     arch: str = "fast"
     channels: int = 0
     res_blocks: int = 0
+    refine_channels: int = 0
+    half_channels: int = -1
     # optimization
     steps: int = 4000
     batch_size: int = 4
@@ -89,6 +91,8 @@ HELP: dict[str, str] = {
     "arch": "generator architecture: fast (real-time CPU) or quality (Johnson-style)",
     "channels": "generator width (0 = the architecture's preset)",
     "res_blocks": "residual blocks (0 = the architecture's preset)",
+    "refine_channels": "fast: full-resolution refinement channels (0 = the preset)",
+    "half_channels": "fast: width of a 1/2-resolution stage (0 = none, -1 = the preset)",
     "steps": "total generator updates",
     "batch_size": "content crops per step (per process under torchrun)",
     "lr": "generator learning rate (Adam)",

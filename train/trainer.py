@@ -133,6 +133,8 @@ def generator_config(cfg: TrainConfig, num_styles: int) -> GeneratorConfig:
         num_styles=num_styles,
         channels=cfg.channels or base.channels,
         res_blocks=cfg.res_blocks or base.res_blocks,
+        refine_channels=cfg.refine_channels or base.refine_channels,
+        half_channels=base.half_channels if cfg.half_channels < 0 else cfg.half_channels,
     )
 
 
