@@ -78,24 +78,31 @@ def styles_folder(out: Path) -> Path:
     return folder
 
 
-def train_command(cfg: StudyConfig, name: str) -> list[str]:
-    flags = [f"--{k.replace('_', '-')}={v}" for k, v in CANDIDATES[name].items()]
-    cmd = [sys.executable, "-m", "train", "--config", str(config_path("arch-study")), "--content", str(cfg.photos),
-           "--styles", str(styles_folder(cfg.out)), "--out", str(cfg.out / name), "--overwrite", *flags]
-    return cmd + TINY if cfg.tiny else cmd
+def budget_command(photos: Path, out: Path, name: str, flags: dict[str, Any], tiny: bool = False) -> list[str]:
+    """The trainer's command for one run at the study's budget: arch-study.toml, its styles, ``flags``."""
+    cmd = [sys.executable, "-m", "train", "--config", str(config_path("arch-study")), "--content", str(photos),
+           "--styles", str(styles_folder(out)), "--out", str(out / name), "--overwrite",
+           *(f"--{k.replace('_', '-')}={v}" for k, v in flags.items())]
+    return cmd + TINY if tiny else cmd
 
 
-def train_candidate(cfg: StudyConfig, name: str) -> Path:
-    model = cfg.out / name / "model.stylecast"
+def train_at_budget(photos: Path, out: Path, name: str, flags: dict[str, Any], tiny: bool = False) -> Path:
+    """Train one run into ``out/name`` (a run whose model file exists is kept, so a stopped study resumes)."""
+    model = out / name / "model.stylecast"
     if model.is_file():
         log.info("%s: trained already (%s)", name, model)
         return model
-    log.info("%s: training (%s)", name, " ".join(train_command(cfg, name)[2:]))
-    with open(cfg.out / f"{name}.train.log", "wb") as logf:
-        code = subprocess.call(train_command(cfg, name), stdout=logf, stderr=subprocess.STDOUT)
+    cmd = budget_command(photos, out, name, flags, tiny)
+    log.info("%s: training (%s)", name, " ".join(cmd[2:]))
+    with open(out / f"{name}.train.log", "wb") as logf:
+        code = subprocess.call(cmd, stdout=logf, stderr=subprocess.STDOUT)
     if code not in (0, 130) or not model.is_file():
-        raise StylecastError(f"{name}: training failed (exit {code}); see {cfg.out / f'{name}.train.log'}")
+        raise StylecastError(f"{name}: training failed (exit {code}); see {out / f'{name}.train.log'}")
     return model
+
+
+def train_command(cfg: StudyConfig, name: str) -> list[str]:
+    return budget_command(cfg.photos, cfg.out, name, CANDIDATES[name], cfg.tiny)
 
 
 def quality(cfg: StudyConfig, name: str, model: Path) -> dict[str, Any]:
@@ -181,7 +188,7 @@ def run(cfg: StudyConfig) -> dict[str, Any]:
 
     torch.set_num_threads(cfg.threads)
     cfg.out.mkdir(parents=True, exist_ok=True)
-    models = {name: train_candidate(cfg, name) for name in cfg.candidates}
+    models = {name: train_at_budget(cfg.photos, cfg.out, name, CANDIDATES[name], cfg.tiny) for name in cfg.candidates}
     rows: dict[str, dict[str, Any]] = {}
     for name, path in models.items():
         info = load_model(path)[1]

@@ -81,9 +81,10 @@ def test_shipped_configs_describe_the_default_model() -> None:
     while record:
         stages.append({k: v for k, v in record.items() if k in names})
         record = record.get("init_from", {})
-    assert len(stages) == 4
+    assert len(stages) == 5
     where = {"init", "out", "styles", "content", "vgg_weights", "device"}  # where it ran, not how
-    for config, made in zip(("fast-cpu-continue.toml", "fast-cpu.toml", "default-grid.toml", "default.toml"), stages, strict=True):
+    for config, made in zip(("fast-cpu-focus.toml", "fast-cpu-continue.toml", "fast-cpu.toml", "default-grid.toml", "default.toml"),
+                            stages, strict=True):
         cfg = load_config(ROOT / "train" / "configs" / config, {}).to_dict()
         differ = {k: (cfg[k], made[k]) for k in made if k not in where and cfg[k] != _as_loaded(made[k])}
         assert not differ, f"{config}: {differ}"
@@ -132,6 +133,39 @@ def test_style_weight_sampler_mixes_and_one_hots() -> None:
     torch.testing.assert_close(w.sum(1), torch.ones(400))
     one_hot = (w.max(1).values == 1).float().mean().item()
     assert 0.35 < one_hot < 0.65 and (w >= 0).all()
+
+
+def test_style_weight_sampler_follows_one_hot_probabilities() -> None:
+    import numpy as np
+
+    w = sample_style_weights(2000, 4, 0.0, np.random.default_rng(0), np.array([0.7, 0.2, 0.1, 0.0]))
+    share = w.mean(0)
+    assert share[3] == 0 and 0.65 < share[0] < 0.75 and 0.07 < share[2] < 0.13
+
+
+def test_style_focus_draws_the_worst_fitted_styles_most_and_survives_resume(tmp_path: Path) -> None:
+    cfg = TrainConfig(out=str(tmp_path / "run"), steps=1, style_focus=2.0, **TINY)
+    trainer = Trainer(cfg)
+    n = trainer.g_cfg.num_styles
+    distances = torch.ones(3, n)
+    distances[0, 0], distances[1, 1] = 3.0, 0.5  # each row's own painting is the one its alpha asks for
+    alpha = torch.zeros(3, n)
+    alpha[0, 0] = alpha[1, 1] = 1.0
+    alpha[2, :2] = 0.5  # a mixture says nothing about either style
+    trainer.track_style_losses(distances, alpha)
+    trainer.refresh_style_probs()
+    probs = trainer.style_probs
+    assert probs is not None and probs.sum() == pytest.approx(1.0)
+    # Unseen styles count as the mean of the seen ones (1.75); weights go as loss squared.
+    assert probs[0] / probs[1] == pytest.approx(36.0) and probs[2] / probs[1] == pytest.approx(1.75**2 / 0.25)
+    trainer.track_style_losses(torch.full((3, n), 4.0), alpha)  # a running mean, not the last batch
+    assert 3.0 < float(trainer.style_loss_ema[0]) < 4.0
+
+    trainer.save_checkpoint()
+    resumed = Trainer(cfg)
+    resumed.load_checkpoint(tmp_path / "run" / CHECKPOINT)
+    torch.testing.assert_close(resumed.style_loss_ema, trainer.style_loss_ema, equal_nan=True)
+    assert resumed.style_probs is not None and resumed.style_probs[0] > resumed.style_probs[1]
 
 
 def test_temporal_loss_zero_for_equivariant_map_and_positive_otherwise() -> None:

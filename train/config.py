@@ -46,6 +46,7 @@ class TrainConfig:
     n_critic: int = 1
     critic_every: int = 1
     mix_prob: float = 0.5
+    style_focus: float = 0.0
     # loss weights
     content_layer: str = "relu2_2"
     style_layers: tuple[str, ...] = ("relu1_2", "relu2_2", "relu3_3", "relu4_3")
@@ -100,6 +101,7 @@ HELP: dict[str, str] = {
     "n_critic": "critic updates per generator update (on the steps the critic runs)",
     "critic_every": "run the critic on every k-th generator step only (its gradient penalty costs a double backward)",
     "mix_prob": "fraction of samples that get a random style mixture instead of a one-hot style",
+    "style_focus": "draw one-hot styles in proportion to their running style loss to this power (0 = uniformly), so the styles the model fits worst get more steps",
     "content_layer": "VGG layer of the content loss",
     "style_layers": "VGG layers of the Gram style loss",
     "content_weight": "content loss weight",

@@ -249,6 +249,10 @@ class Trainer:
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=(0.0, 0.9))
         self.step = 0
         self.train_seconds = 0.0
+        # --style-focus: a running mean of each style's own style loss on one-hot samples, kept on the
+        # device (no sync per step); the sampling probabilities are refreshed from it on logging steps.
+        self.style_loss_ema = torch.full((n,), math.nan, device=self.device)  # NaN: not seen yet
+        self.style_probs: np.ndarray | None = None
 
     def _init_from(self, path: Path) -> tuple[Generator, GeneratorConfig]:
         """Fine-tune an existing model; styles it lacks start from its nearest style's norm rows."""
@@ -295,6 +299,7 @@ class Trainer:
             "opt_d": self.opt_d.state_dict(),
             "torch_rng": torch.get_rng_state(),
             "np_rng": self.rng.bit_generator.state,
+            "style_loss_ema": self.style_loss_ema,
         }
         buf = io.BytesIO()
         torch.save(state, buf)
@@ -317,6 +322,9 @@ class Trainer:
             if isinstance(step, bool) or not isinstance(step, int) or step < 0:
                 raise ValueError(f"step is {step!r}")
             torch.set_rng_state(state["torch_rng"].cpu())
+            if "style_loss_ema" in state:  # checkpoints from before --style-focus lack it
+                self.style_loss_ema.copy_(state["style_loss_ema"])
+                self.refresh_style_probs()
             if self.dinfo.world == 1:
                 self.rng.bit_generator.state = state["np_rng"]
         except (KeyError, TypeError, ValueError, RuntimeError, AttributeError, IndexError) as e:
@@ -367,6 +375,32 @@ class Trainer:
         self.opt_d.step()
         return wdist.detach(), gp.detach()
 
+    @torch.no_grad()
+    def track_style_losses(self, distances: torch.Tensor, alpha: torch.Tensor) -> None:
+        """Fold each one-hot sample's distance to its own painting into that style's running mean."""
+        one_hot = (alpha == 1).float()  # mixtures have no entry equal to 1
+        own = (distances.detach().float() * one_hot).sum(dim=1)
+        count = one_hot.sum(dim=0)
+        mean = (one_hot * own[:, None]).sum(dim=0) / count.clamp_min(1)
+        ema = self.style_loss_ema
+        updated = torch.where(ema.isnan(), mean, 0.98 * ema + 0.02 * mean)
+        self.style_loss_ema = torch.where(count > 0, updated, ema)
+
+    def refresh_style_probs(self) -> None:
+        """One-hot sampling probabilities proportional to running loss ** style_focus (all ranks alike)."""
+        if not self.cfg.style_focus:
+            return
+        if self.dinfo.world > 1:
+            dist.all_reduce(self.style_loss_ema, op=dist.ReduceOp.SUM)
+            self.style_loss_ema /= self.dinfo.world
+        loss = self.style_loss_ema.double().cpu().numpy()
+        if np.isnan(loss).all():
+            return
+        # A style not drawn yet counts as an average one.
+        loss = np.where(np.isnan(loss), np.nanmean(loss), loss).clip(1e-8)
+        weight = loss**self.cfg.style_focus
+        self.style_probs = weight / weight.sum()
+
     def set_lr(self, progress: float) -> None:
         """Cosine decay to 5% over the run; progress counts steps or, with --max-minutes, time."""
         factor = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))  # a float: checkpoints hold plain data
@@ -382,7 +416,7 @@ class Trainer:
         cfg = self.cfg
         b = cfg.batch_size
         x = self.content.sample(b)
-        alpha_cpu = sample_style_weights(b, self.g_cfg.num_styles, cfg.mix_prob, self.rng)
+        alpha_cpu = sample_style_weights(b, self.g_cfg.num_styles, cfg.mix_prob, self.rng, self.style_probs)
         alpha = alpha_cpu.to(self.device)
         theta = losses.random_motion(b, self.device)
         x_moved, mask = losses.warp(x, theta)
@@ -407,7 +441,8 @@ class Trainer:
                 feats_x = self.vgg(x)
             l_content = losses.content_loss(feats_y[cfg.content_layer], feats_x[cfg.content_layer], cfg.content_relative)
             grams = {layer: losses.gram(feats_y[layer]) for layer in cfg.style_layers}
-            l_style = losses.fused_style_loss(losses.style_distance(grams, self.style_grams, cfg.style_relative), alpha)
+            distances = losses.style_distance(grams, self.style_grams, cfg.style_relative)
+            l_style = losses.fused_style_loss(distances, alpha)
             y_warped, _ = losses.warp(y.float(), theta)
             l_temporal = losses.temporal_loss(y_moved, y_warped, mask)
             l_tv = losses.tv_loss(y)
@@ -418,6 +453,8 @@ class Trainer:
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
+        if cfg.style_focus:
+            self.track_style_losses(distances, alpha)
         stats.update(content=l_content, style=l_style, gan=l_gan, temporal=l_temporal, tv=l_tv, grid=l_grid, total=total)
         return {k: v.detach() for k, v in stats.items()}
 
@@ -468,11 +505,15 @@ class Trainer:
                     bar.update(1)
                     if self.step % cfg.log_every == 0 or self.step == cfg.steps:
                         stats = {k: float(v) for k, v in step_stats.items()}
+                        self.refresh_style_probs()
                         if not np.isfinite(stats["total"]):
                             raise StylecastError(f"training diverged at step {self.step} (loss {stats['total']}); lower --lr")
                         elapsed = time.monotonic() - t0
                         stats["it_s"] = (self.step - start) / max(elapsed, 1e-9)
-                        bar.set_postfix({k: f"{v:.3g}" for k, v in stats.items() if k in ("content", "style", "temporal", "gan", "it_s")})
+                        postfix = {k: f"{v:.3g}" for k, v in stats.items() if k in ("content", "style", "temporal", "gan", "it_s")}
+                        if cfg.max_minutes:  # the bar's own ETA counts --steps, which the time limit cuts short
+                            postfix["time_left"] = f"{max(cfg.max_minutes * 60 - elapsed, 0) / 60:.1f}min"
+                        bar.set_postfix(postfix)
                         if fh is not None:
                             row = {"step": self.step, **stats}
                             if writer is None:
@@ -483,6 +524,9 @@ class Trainer:
                             fh.flush()
                     if self.dinfo.main and self.step % cfg.sample_every == 0:
                         self.save_samples(f"step_{self.step:06d}.png")
+                        if self.style_probs is not None:
+                            top = np.argsort(self.style_probs)[::-1][:3]
+                            log.info("style focus: %s", ", ".join(f"{self.styles.names[i]} {self.style_probs[i]:.0%}" for i in top))
                     if self.step % cfg.checkpoint_every == 0:
                         self.save_checkpoint()
                     if cfg.max_minutes and time.monotonic() - t0 > cfg.max_minutes * 60:
