@@ -81,10 +81,11 @@ def test_shipped_configs_describe_the_default_model() -> None:
     while record:
         stages.append({k: v for k, v in record.items() if k in names})
         record = record.get("init_from", {})
-    assert len(stages) == 5
+    assert len(stages) == 6
     where = {"init", "out", "styles", "content", "vgg_weights", "device"}  # where it ran, not how
-    for config, made in zip(("fast-cpu-focus.toml", "fast-cpu-continue.toml", "fast-cpu.toml", "default-grid.toml", "default.toml"),
-                            stages, strict=True):
+    configs = ("fast-cpu-texture.toml", "fast-cpu-focus.toml", "fast-cpu-continue.toml", "fast-cpu.toml",
+               "default-grid.toml", "default.toml")
+    for config, made in zip(configs, stages, strict=True):
         cfg = load_config(ROOT / "train" / "configs" / config, {}).to_dict()
         differ = {k: (cfg[k], made[k]) for k in made if k not in where and cfg[k] != _as_loaded(made[k])}
         assert not differ, f"{config}: {differ}"
