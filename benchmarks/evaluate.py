@@ -230,16 +230,15 @@ def perceptual_distances(
     maps a style name to its outputs for ``inputs``. None (logged) when a painting is missing, since the
     figures are then undefined rather than zero.
     """
-    defaults = EvalConfig(photos=Path(), out=Path())
     try:
-        paintings, _ = find_paintings(info, bundled_paintings(), defaults.painting_side)
+        paintings, _ = find_paintings(info, bundled_paintings(), EvalConfig.painting_side)
     except InputError as e:
         log.warning("perceptual distances skipped: %s", e)
         return None
     src = find_vgg(bundled_vgg_path(EVAL_VGG))
     # A copy: the measurer moves its generator, and the bench's may live on a GPU it still uses.
     measurer = Measurer(copy.deepcopy(generator), VGGFeatures(src, LAYERS), paintings, torch.device("cpu"))
-    side = defaults.photo_side
+    side = EvalConfig.photo_side
     result = {}
     for name, frames in outputs.items():
         k = measurer.names.index(name)

@@ -163,16 +163,12 @@ class FastBody(nn.Module):
         self.refine2 = nn.Conv2d(r, 3, 3, padding=1)
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
+        skip = F.relu(self.half_stem_norm(self.half_stem(x), w)) if self.has_half else x
+        h = F.relu(self.stem_norm(self.stem(skip), w))
+        for block in self.blocks:
+            h = block(h, w)
         if self.has_half:
-            skip = F.relu(self.half_stem_norm(self.half_stem(x), w))
-            h = F.relu(self.stem_norm(self.stem(skip), w))
-            for block in self.blocks:
-                h = block(h, w)
             h = self.half_conv(F.pixel_shuffle(self.to_half(h), 2) + skip, w)
-        else:
-            h = F.relu(self.stem_norm(self.stem(x), w))
-            for block in self.blocks:
-                h = block(h, w)
         h = F.relu(self.up(self.to_sub(h)))
         h = F.relu(self.refine1(torch.cat([h, x], dim=1)))
         return self.refine2(h)
