@@ -106,7 +106,7 @@ def train_command(cfg: StudyConfig, name: str) -> list[str]:
 
 
 def quality(cfg: StudyConfig, name: str, model: Path) -> dict[str, Any]:
-    ecfg = EvalConfig(photos=cfg.photos, out=cfg.out / name / "eval", model=model, heldout=True, clip=None,
+    ecfg = EvalConfig(photos=cfg.photos, out=cfg.out / name / "eval", model=model, heldout=True, clips=(),
                       max_photos=cfg.eval_photos, quick=cfg.tiny, overwrite=True)
     result = evaluate(ecfg)
     return {**result["overall"], "grid_ratio": result["grid"]["ratio"]}

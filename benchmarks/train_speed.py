@@ -74,7 +74,7 @@ def measure(cfg: TrainConfig, repeats: int = 5) -> dict[str, Any]:
         with trainer.autocast():
             feats_y = trainer.vgg(y_fixed)
             with torch.no_grad():
-                feats_x = trainer.vgg(x)
+                feats_x = trainer.vgg(x, until=cfg.content_layer)
             grams = {layer: losses.gram(feats_y[layer]) for layer in cfg.style_layers}
             loss = losses.fused_style_loss(losses.style_distance(grams, trainer.style_grams, cfg.style_relative), alpha)
             loss = loss + losses.content_loss(feats_y[cfg.content_layer], feats_x[cfg.content_layer], cfg.content_relative)

@@ -219,7 +219,8 @@ def cmd_styles(args: argparse.Namespace) -> int:
 
     _, info = load_model(args.model)
     print(f"{len(info.style_names)} styles in {info.path}:")
+    width = max(map(len, info.style_names))
     for i, name in enumerate(info.style_names):
-        key = f"key {i + 1}" if i < 9 else ""
-        print(f"  {i:2d}  {name:<24} {key}")
+        key = f"  key {i + 1}" if i < 9 else ""
+        print(f"  {i:2d}  {name:<{width}}{key}".rstrip())
     return 0

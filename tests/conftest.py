@@ -14,8 +14,12 @@ SAMPLE_VIDEO = Path(__file__).resolve().parents[1] / "realtime" / "assets" / "sa
 TINY_STYLES = ("candy", "mosaic", "wave")
 
 
-def make_tiny_model(path: Path, arch: str = "fast", channels: int = 8, seed: int = 0) -> Path:
-    """A small random generator whose styles really differ (random per-style norm affines)."""
+def make_tiny_model(path: Path, arch: str = "fast", channels: int = 8, seed: int = 0, output_gain: float = 1.0) -> Path:
+    """A small random generator whose styles really differ (random per-style norm affines).
+
+    At the default initialisation its outputs stay within a few percent of mid-grey; ``output_gain``
+    scales the last convolution so that they span the range, as a trained model's do (a fit that must
+    move the outputs towards a painting needs that)."""
     torch.manual_seed(seed)
     cfg = GeneratorConfig(arch=arch, num_styles=len(TINY_STYLES), channels=channels, res_blocks=1, refine_channels=4)  # type: ignore[arg-type]
     generator = Generator(cfg)
@@ -24,6 +28,9 @@ def make_tiny_model(path: Path, arch: str = "fast", channels: int = 8, seed: int
             if isinstance(module, CondInstanceNorm):
                 module.gamma.copy_(1.0 + 0.5 * torch.randn_like(module.gamma))
                 module.beta.copy_(0.5 * torch.randn_like(module.beta))
+        last = [m for m in generator.modules() if isinstance(m, torch.nn.Conv2d)][-1]
+        last.weight.mul_(output_gain)
+        last.bias.mul_(output_gain)
     save_model(path, generator, [StyleInfo(name) for name in TINY_STYLES])
     return path
 

@@ -18,7 +18,7 @@ from realtime.cli import main
 from realtime.errors import InputError, ModelError, OutputError, StyleError
 from realtime.export import export_onnx, verify_onnx
 from realtime.metrics import gram, style_distance
-from realtime.modelfile import load_model
+from realtime.modelfile import load_model, save_model
 from tests.conftest import TINY_STYLES, make_tiny_model
 from train import style_cache
 from train.add_style import add_style, bundled_photos, read_painting, samples_path
@@ -45,7 +45,7 @@ def painting(path: Path, seed: int = 0, size: tuple[int, int] = (96, 80), mode: 
 @pytest.fixture(scope="module")
 def fitted(tmp_path_factory: pytest.TempPathFactory) -> dict[str, Path]:
     root = tmp_path_factory.mktemp("add_style")
-    base = make_tiny_model(root / "base.stylecast")
+    base = make_tiny_model(root / "base.stylecast", output_gain=8.0)
     art = painting(root / "stripes.png")
     before = hashlib.sha256(base.read_bytes()).hexdigest()
     out = add_style(base, [art], ["stripes"], root / "new.stylecast", recipe=TINY, device="cpu", progress=False)
@@ -62,6 +62,18 @@ def test_output_holds_old_styles_and_the_new_one(fitted: dict[str, Path]) -> Non
     record = info.train_config["add_style"][-1]
     assert record["steps_done"] == TINY.steps and record["init_style"] in TINY_STYLES
     assert Image.open(samples_path(fitted["out"])).size[0] > 0
+
+
+def test_the_fit_uses_the_content_layer_the_base_model_was_trained_with(
+    fitted: dict[str, Path], tmp_path: Path, tiny_model: Path,
+) -> None:
+    assert load_model(fitted["out"])[1].train_config["add_style"][-1]["content_layer"] == "relu2_2"  # none recorded
+    generator, info = load_model(tiny_model)
+    base = tmp_path / "relu3_3.stylecast"
+    save_model(base, generator, list(info.styles), train_config={"content_layer": "relu3_3"})
+    out = add_style(base, [fitted["painting"]], ["stripes"], tmp_path / "new.stylecast", device="cpu", progress=False,
+                    recipe=FitRecipe(steps=1, size=32, batch_size=1, style_side=64))
+    assert load_model(out)[1].train_config["add_style"][-1]["content_layer"] == "relu3_3"
 
 
 def test_old_styles_are_bit_identical(fitted: dict[str, Path]) -> None:

@@ -186,6 +186,10 @@ def test_cpu_isa_lists_known_flags_only(monkeypatch: pytest.MonkeyPatch, tmp_pat
     monkeypatch.setattr(machine, "Path", lambda p: cpuinfo if p == "/proc/cpuinfo" else real_path(p))
     assert machine.cpu_isa() == ["avx2", "fma", "avx512f", "avx512_vnni", "amx_int8"]
     assert not machine.fast_cpu_bf16()
+    cpuinfo.write_text("flags\t\t: avx2 avx512f avx512_bf16\n")  # BF16 dot products without AMX: slower under autocast
+    assert not machine.fast_cpu_bf16()
+    cpuinfo.write_text("flags\t\t: avx2 avx512f avx512_bf16 amx_tile amx_bf16\n")
+    assert machine.fast_cpu_bf16()
     monkeypatch.setattr(machine, "Path", lambda p: tmp_path / "missing")
     assert machine.cpu_isa() is None
 

@@ -148,8 +148,11 @@ def test_quick_eval_of_the_bundled_model_end_to_end(tmp_path: Path, capsys: pyte
         assert 0 < figures["content_distance"] < 5 and figures["grid_energy"] > 0
     assert result["grid"]["photo_energy"] > 0 and result["grid"]["ratio"] > 0
     assert result["blend"][0]["a"] == info.style_names[0] and len(result["blend"][0]["distance_to_a"]) == 3
-    flicker = result["flicker"]
-    assert flicker["frames"] == 4 and flicker["size"] == [128, 72] and flicker["stylecast"]["ratio_to_input"] > 0
+    # Flicker on each default clip: the bundled animation and the camera pan.
+    assert [Path(f["clip"]).name for f in result["flicker"]] == ["sample.mp4", "documerica_0047_pan.mp4"]
+    for flicker in result["flicker"]:
+        assert flicker["frames"] == 4 and flicker["size"] == [128, 72] and flicker["stylecast"]["ratio_to_input"] > 0
+    assert "documerica_0047_pan.mp4" in (out / "eval.md").read_text()
     ref = result["reference"]
     assert ref["style"] == "udnie" and ref["external"]["style_distance"] < ref["stylecast"]["style_distance"]
     # The same folder again is refused, and allowed with --overwrite.
@@ -173,7 +176,7 @@ def tiny_setup(tmp_path: Path) -> tuple[Path, Path, Path]:
 
 
 def _tiny(model: Path | None, paintings: Path | None, photos: Path, out: Path, **kw: Any) -> EvalConfig:
-    cfg = EvalConfig(photos=photos, out=out, model=model, paintings=paintings, clip=None).quick_mode()
+    cfg = EvalConfig(photos=photos, out=out, model=model, paintings=paintings, clips=()).quick_mode()
     return replace(cfg, **{"photo_side": 64, "painting_side": 48, "max_styles": 3, **kw})
 
 

@@ -134,14 +134,15 @@ class Fitter:
     """The frozen parts (VGG, photo crops) shared by every painting fitted onto one base model."""
 
     def __init__(self, generator: Generator, perceptual: str, recipe: FitRecipe, device: torch.device,
-                 photos: Path) -> None:
+                 photos: Path, content_layer: str = TRAIN_DEFAULTS.content_layer) -> None:
         self.base = generator.to(device).eval()
         self.recipe = recipe
+        self.content_layer = content_layer
         self.device = device
         self.photos_digest = folder_digest(photos)
         self.crops = CropSampler([read_rgb(f) for f in list_images(photos)], recipe.size, device, recipe.seed)
         self.vgg_source = perceptual_source(perceptual)
-        layers = tuple(dict.fromkeys((*TRAIN_DEFAULTS.style_layers, TRAIN_DEFAULTS.content_layer)))
+        layers = tuple(dict.fromkeys((*TRAIN_DEFAULTS.style_layers, content_layer)))
         self.vgg = VGGFeatures(self.vgg_source, layers).to(device)
         # A fixed set of crops on which the existing styles are compared with a new painting.
         self.probe = self.crops.sample(4)
@@ -208,12 +209,11 @@ class Fitter:
             y, y_moved = work(torch.cat([x, x_moved]), w).chunk(2)
             feats_y = self.vgg(y)
             with torch.no_grad():
-                content_target = self.vgg(x)[TRAIN_DEFAULTS.content_layer]
+                content_target = self.vgg(x, until=self.content_layer)[self.content_layer]
             grams = {layer: losses.gram(feats_y[layer]) for layer in TRAIN_DEFAULTS.style_layers}
             terms = {
                 "style": r.style_weight * losses.style_distance(grams, target, r.relative).mean(),
-                "content": r.content_weight * losses.content_loss(feats_y[TRAIN_DEFAULTS.content_layer], content_target,
-                                                                  r.relative),
+                "content": r.content_weight * losses.content_loss(feats_y[self.content_layer], content_target, r.relative),
                 "temporal": r.temporal_weight * losses.temporal_loss(y_moved, losses.warp(y.float(), theta)[0], mask),
             }
             if r.tv_weight:
@@ -239,7 +239,10 @@ class Extension:
 def extend(generator: Generator, info: ModelInfo, paintings: list[Painting], recipe: FitRecipe,
            device: torch.device, photos: Path, progress: bool = True) -> Extension:
     """Fit each painting in turn; Ctrl-C/SIGTERM stops the fit in progress and keeps what was fitted."""
-    fitter = Fitter(generator, info.perceptual, recipe, device, photos)
+    # The content loss on the layer the base model was trained with (the model file records it), so that a
+    # new style keeps the photo the way the old ones do.
+    content_layer = info.train_config.get("content_layer", TRAIN_DEFAULTS.content_layer)
+    fitter = Fitter(generator, info.perceptual, recipe, device, photos, content_layer)
     n = generator.cfg.num_styles
     fitted: list[Generator] = []
     starts: list[int] = []
@@ -265,7 +268,8 @@ def extend(generator: Generator, info: ModelInfo, paintings: list[Painting], rec
             "init_style": info.style_names[start], "steps_done": steps, "recipe": asdict(recipe),
             "recipe_sha256": recipe.digest(),
             "base_model_sha256": info.sha256, "photos_sha256": fitter.photos_digest,
-            "perceptual": fitter.vgg_source.description, "device": str(device), "precision": precision,
+            "perceptual": fitter.vgg_source.description, "content_layer": content_layer, "device": str(device),
+            "precision": precision,
             "seconds": round(seconds, 1),
         })
         if steps < recipe.steps:

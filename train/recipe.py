@@ -88,7 +88,7 @@ def evaluate_all(cfg: RecipeConfig) -> dict[str, Any]:
             results[model] = {"error": "no model was written"}
             continue
         # No clip: the GPU image has no PyAV; flicker is measured on the CPU afterwards.
-        ecfg = EvalConfig(photos=cfg.data, out=cfg.out / model / "eval", model=path, heldout=True, clip=None,
+        ecfg = EvalConfig(photos=cfg.data, out=cfg.out / model / "eval", model=path, heldout=True, clips=(),
                           device=cfg.device, quick=cfg.tiny, overwrite=True)
         results[model] = evaluate(ecfg)
     return results

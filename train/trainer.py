@@ -438,7 +438,7 @@ class Trainer:
         with self.autocast():
             feats_y = self.vgg(y)
             with torch.no_grad():
-                feats_x = self.vgg(x)
+                feats_x = self.vgg(x, until=cfg.content_layer)
             l_content = losses.content_loss(feats_y[cfg.content_layer], feats_x[cfg.content_layer], cfg.content_relative)
             grams = {layer: losses.gram(feats_y[layer]) for layer in cfg.style_layers}
             distances = losses.style_distance(grams, self.style_grams, cfg.style_relative)

@@ -150,13 +150,17 @@ class VGGFeatures(nn.Module):
         self.register_buffer("scale", scale.view(1, 3, 1, 1))
         self.source = src
 
-    def forward(self, x: torch.Tensor) -> dict[str, torch.Tensor]:
+    def forward(self, x: torch.Tensor, until: str | None = None) -> dict[str, torch.Tensor]:
+        """The requested activations; ``until`` stops after that one (a content target needs one layer, and
+        the conv4 block that relu3_3 skips is a third of the trunk's work, relu2_2 skips two thirds)."""
         h = (x - self.mean) * self.scale
         out: dict[str, torch.Tensor] = {}
         for i, layer in enumerate(self.net):
             h = layer(h)
             if i in self.taps:
                 out[self.taps[i]] = h
+                if self.taps[i] == until:
+                    break
         return out
 
     def train(self, mode: bool = True) -> VGGFeatures:
