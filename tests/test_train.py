@@ -81,9 +81,9 @@ def test_shipped_configs_describe_the_default_model() -> None:
     while record:
         stages.append({k: v for k, v in record.items() if k in names})
         record = record.get("init_from", {})
-    assert len(stages) == 6
+    assert len(stages) == 7
     where = {"init", "out", "styles", "content", "vgg_weights", "device"}  # where it ran, not how
-    configs = ("fast-cpu-texture.toml", "fast-cpu-focus.toml", "fast-cpu-continue.toml", "fast-cpu.toml",
+    configs = ("fast-cpu-content.toml", "fast-cpu-texture.toml", "fast-cpu-focus.toml", "fast-cpu-continue.toml", "fast-cpu.toml",
                "default-grid.toml", "default.toml")
     for config, made in zip(configs, stages, strict=True):
         cfg = load_config(ROOT / "train" / "configs" / config, {}).to_dict()
@@ -211,6 +211,10 @@ def test_vgg_loads_bundled_weights_and_gram_shapes() -> None:
     assert feats["relu1_2"].shape == (1, 64, 32, 32) and feats["relu4_3"].shape == (1, 512, 4, 4)
     assert losses.gram(feats["relu1_2"]).shape == (1, 64, 64)
     assert not any(p.requires_grad for p in vgg.parameters())
+    # A content target stops at its layer, with the same values the full pass gives there.
+    x = torch.rand(1, 3, 32, 32)
+    early = vgg(x, until="relu1_2")
+    assert list(early) == ["relu1_2"] and torch.equal(early["relu1_2"], vgg(x)["relu1_2"])
 
 
 def test_vgg_torchvision_state_dict(tmp_path: Path) -> None:
