@@ -134,7 +134,7 @@ class Fitter:
     """The frozen parts (VGG, photo crops) shared by every painting fitted onto one base model."""
 
     def __init__(self, generator: Generator, perceptual: str, recipe: FitRecipe, device: torch.device,
-                 photos: Path, content_layer: str = TRAIN_DEFAULTS.content_layer) -> None:
+                 photos: Path, content_layer: str) -> None:
         self.base = generator.to(device).eval()
         self.recipe = recipe
         self.content_layer = content_layer
