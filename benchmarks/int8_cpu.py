@@ -33,21 +33,9 @@ import numpy as np
 
 from benchmarks.environment import collect_environment
 from benchmarks.latency import summarize
+from realtime.ort_session import open_session
 
 log = logging.getLogger(__name__)
-
-
-def _session(model: Path | bytes, threads: int) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads
-    opts.inter_op_num_threads = 1
-    opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
-    return ort.InferenceSession(
-        model if isinstance(model, bytes) else str(model), opts, providers=["CPUExecutionProvider"]
-    )
 
 
 def measure(
@@ -72,7 +60,7 @@ def _alternate(
     int8_feeds: Feeds | None = None,
 ) -> dict[str, Any]:
     """Time two graphs alternately; ``int8_feeds`` where the INT8 graph takes other inputs than ``feeds``."""
-    runs = {"fp32": (_session(fp32, threads), feeds), "int8": (_session(int8, threads), int8_feeds or feeds)}
+    runs = {"fp32": (open_session(fp32, threads=threads), feeds), "int8": (open_session(int8, threads=threads), int8_feeds or feeds)}
     times: dict[str, list[float]] = {"fp32": [], "int8": []}
     for i in range(warmup + iters):
         for name, (session, inputs) in runs.items():

@@ -11,7 +11,6 @@ from __future__ import annotations
 
 import logging
 import math
-import os
 from collections.abc import Callable, Sequence
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
@@ -22,6 +21,7 @@ import numpy as np
 from calibration.frames import FrameSet
 from calibration.quantize import cycled_styles, model_feeds
 from realtime.metrics import TemporalReference, drift
+from realtime.ort_session import open_session
 
 log = logging.getLogger(__name__)
 
@@ -69,15 +69,6 @@ class GateFigures:
 
     def to_dict(self) -> dict[str, Any]:
         return {**asdict(self), "flicker_increase": self.flicker_increase}
-
-
-def open_session(path: Path) -> Any:
-    import onnxruntime as ort
-
-    opts = ort.SessionOptions()
-    opts.intra_op_num_threads = os.cpu_count() or 1
-    opts.log_severity_level = 3
-    return ort.InferenceSession(str(path), opts, providers=["CPUExecutionProvider"])
 
 
 def stylize(session: Any, frames: Sequence[np.ndarray], weights: np.ndarray) -> list[np.ndarray]:

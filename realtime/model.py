@@ -75,14 +75,22 @@ class CondInstanceNorm(nn.Module):
         self.beta = nn.Parameter(torch.zeros(num_styles, channels))
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
-        gamma = (w.float() @ self.gamma.float())[:, :, None, None]
-        beta = (w.float() @ self.beta.float())[:, :, None, None]
-        if not x.is_cuda or torch.onnx.is_in_onnx_export():
-            # The graph keeps InstanceNormalization: ONNX Runtime and TensorRT run it as one fused
-            # kernel, and the INT8 calibration finds the norms by that op type.
+        gamma = w.float() @ self.gamma.float()
+        beta = w.float() @ self.beta.float()
+        if torch.onnx.is_in_onnx_export():
+            # A plain InstanceNormalization, then the style's affine: TensorRT's parser takes the norm
+            # only with constant scale and bias, the INT8 calibration finds the norms by that op type,
+            # and ONNX Runtime gets the fused form by a rewrite (realtime.ort_session).
             y = F.instance_norm(x.float(), eps=1e-5)
-            return (y * gamma + beta).to(x.dtype)
-        return affine_instance_norm(x, gamma, beta)
+            return (y * gamma[:, :, None, None] + beta[:, :, None, None]).to(x.dtype)
+        if x.is_cuda:
+            return affine_instance_norm(x, gamma[:, :, None, None], beta[:, :, None, None])
+        # On the CPU one norm over all samples' planes ([B,C,H,W] as [1,B*C,H,W]) applies each sample's
+        # gamma and beta inside the norm's own pass: 0.9 ms instead of 2.2 ms per norm at 32x90x160 on
+        # 2 cores, and the stage-7 fast model's 640x360 frame in 41 ms instead of 45 ms.
+        b, c, h, wd = x.shape
+        y = F.instance_norm(x.float().reshape(1, b * c, h, wd), weight=gamma.reshape(-1), bias=beta.reshape(-1), eps=1e-5)
+        return y.reshape(b, c, h, wd).to(x.dtype)
 
 
 def affine_instance_norm(x: torch.Tensor, gamma: torch.Tensor, beta: torch.Tensor, eps: float = 1e-5) -> torch.Tensor:

@@ -13,9 +13,11 @@ import pytest
 ROOT = Path(__file__).resolve().parents[1]
 PACKAGES = ("realtime", "train", "calibration", "benchmarks")
 #: what calibration may use of the runtime: the model, model files, the exporter, metrics and frame
-#: sources, errors, and two leaf helpers that import nothing of stylecast but errors
+#: sources, errors, the ONNX Runtime session opener, and two leaf helpers that import nothing of
+#: stylecast but errors
 CALIBRATION_MAY_USE = frozenset(
-    f"realtime.{m}" for m in ("errors", "model", "modelfile", "export", "metrics", "sources", "outputs", "argtypes")
+    f"realtime.{m}"
+    for m in ("errors", "model", "modelfile", "export", "metrics", "sources", "outputs", "argtypes", "ort_session")
 )
 ARTIFACTS = "realtime.artifacts"
 #: what backends may take from the builders' modules: the graph's interface and shape profiles, no builder

@@ -8,7 +8,6 @@ so frames with a side under ``MIN_SIDE`` are edge-padded here and cropped back a
 from __future__ import annotations
 
 import logging
-import os
 from typing import Any
 
 import numpy as np
@@ -18,6 +17,7 @@ from realtime.backends.base import Backend
 from realtime.errors import BackendUnavailable, ModelError
 from realtime.model import MIN_SIDE, Generator
 from realtime.modelfile import ModelInfo
+from realtime.ort_session import open_session
 
 log = logging.getLogger(__name__)
 
@@ -44,16 +44,10 @@ class OnnxBackend(Backend):
         self.device, self.precision = device, precision
         self.num_styles = info.config.num_styles
         path = artifacts.int8_model_path(generator, info) if precision == "int8" else artifacts.onnx_model_path(generator, info)
-        opts = ort.SessionOptions()
-        opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-        opts.intra_op_num_threads = os.cpu_count() or 1
-        # Spinning worker threads steal the cores that decoding and encoding need between inferences:
-        # measured on 2 cores, a full run went from 3.8-4.5 to 5.9-7.9 fps with spinning off.
-        opts.add_session_config_entry("session.intra_op.allow_spinning", "0")
         chosen = ["CUDAExecutionProvider", "CPUExecutionProvider"] if device == "cuda" else ["CPUExecutionProvider"]
         try:
-            self.session = ort.InferenceSession(str(path), opts, providers=chosen)
-        except Exception as e:  # onnxruntime raises its own untyped errors for bad files
+            self.session = open_session(path, providers=chosen)
+        except Exception as e:  # onnxruntime and onnx raise their own untyped errors for bad files
             raise ModelError(f"onnxruntime cannot load {path}: {str(e).splitlines()[0]}") from None
         self.input_names = [i.name for i in self.session.get_inputs()]
         self.output_name = self.session.get_outputs()[0].name
