@@ -5,8 +5,8 @@ and its ONNX parser accepts ``InstanceNormalization`` only with constant scale a
 conditional norm is exported as a plain norm followed by the style's ``* gamma + beta``: two more
 full passes over the plane. ONNX Runtime has no fusion for that, so before a session opens, each
 such triple becomes one norm over the planes of all samples at once ([B,C,H,W] viewed as
-[1,B*C,H,W]), whose scale and bias inputs are the flattened per-sample gamma and beta. The rewrite is
-exact (same arithmetic, one pass fewer) and keeps INT8 fusion intact: no new consumer of a
+[1,B*C,H,W]), whose scale and bias inputs are the flattened per-sample gamma and beta. The rewrite
+computes the same function (equal up to float rounding, one pass fewer) and keeps INT8 fusion intact: no new consumer of a
 convolution's output is added, so ``DQ -> Conv -> Q`` still becomes ``QLinearConv``. Measured on the
 2-core Xeon without AMX (stage-7 fast model, 640x360, both forms timed alternately): INT8 28.1 ms
 instead of 29.9 ms per frame, 32.7 instead of 34.8 at a busier hour; FP32 about 5 % faster too.
@@ -22,7 +22,12 @@ import numpy as np
 
 
 def fold_style_affine(model: Any) -> int:
-    """Rewrite ``InstanceNormalization(x, 1, 0) -> Mul(gamma) -> Add(beta)`` in place; returns how many."""
+    """Rewrite ``InstanceNormalization(x, 1, 0) -> Mul(gamma) -> Add(beta)`` in place; returns how many.
+
+    Only where gamma and beta are rows computed from the style weights (a ``MatMul`` on the graph
+    input, reshaped to ``[B,C,1,1]``), as stylecast's export writes them: one row per sample, so
+    their flattened length is that of the stacked planes. Callers feed one weight row per frame.
+    """
     import onnx
     from onnx import helper, numpy_helper
 
@@ -46,6 +51,22 @@ def fold_style_affine(model: Any) -> int:
     def other_input(node: Any, name: str) -> str:
         return node.input[1] if node.input[0] == name else node.input[0]
 
+    producers = {out: node for node in graph.node for out in node.output}
+    graph_inputs = {i.name for i in graph.input}
+
+    def up_through(name: str, ops: tuple[str, ...]) -> tuple[str, Any]:
+        node = producers.get(name)
+        while node is not None and node.op_type in ops:
+            name, node = node.input[0], producers.get(node.input[0])
+        return name, node
+
+    def from_style_weights(name: str) -> bool:
+        _, matmul = up_through(name, ("Unsqueeze", "Reshape", "Cast"))
+        if matmul is None or matmul.op_type != "MatMul":
+            return False
+        source, node = up_through(matmul.input[0], ("Cast",))
+        return node is None and source in graph_inputs
+
     # Nodes are named by their first output (unique in a graph). Each replacement goes where its Add
     # was: every input of the triple exists by then.
     folded, drop, orphans = 0, set[str](), set[str]()
@@ -61,6 +82,8 @@ def fold_style_affine(model: Any) -> int:
         if add is None:
             continue
         gamma, beta = other_input(mul, norm.output[0]), other_input(add, mul.output[0])
+        if not (from_style_weights(gamma) and from_style_weights(beta)):
+            continue
         tag = f"{norm.name or norm.output[0]}/folded"
         shapes = {
             "flat": np.array([1, -1, 0, 0], np.int64),
@@ -97,7 +120,6 @@ def fold_style_affine(model: Any) -> int:
         kept = [t for t in graph.initializer if t.name not in orphans]
         del graph.initializer[:]
         graph.initializer.extend(kept)
-        onnx.checker.check_model(model)
     return folded
 
 

@@ -6,8 +6,8 @@ import copy
 import io
 import json
 import zipfile
-from dataclasses import replace
 from pathlib import Path
+from typing import Any
 
 import pytest
 import torch
@@ -23,6 +23,7 @@ from realtime.model import (
     count_params,
 )
 from realtime.modelfile import FORMAT_VERSION, StyleInfo, load_model, save_model
+from realtime.ort_session import open_session
 from tests.conftest import TINY_STYLES
 
 
@@ -38,11 +39,12 @@ def generator() -> Generator:
     return g
 
 
-@pytest.mark.parametrize("arch", ["fast", "fast-half", "quality"])
+@pytest.mark.parametrize("arch", ["fast", "fast-half", "fast-skip", "quality"])
 @pytest.mark.parametrize("size", [(1, 1), (2, 9), (17, 31), (64, 64), (179, 321)])
 def test_any_size_round_trips(arch: str, size: tuple[int, int]) -> None:
-    half = 8 if arch == "fast-half" else 0
-    g = Generator(GeneratorConfig(arch=arch.removesuffix("-half"), num_styles=2, channels=8, res_blocks=1, half_channels=half)).eval()  # type: ignore[arg-type]
+    base, _, variant = arch.partition("-")
+    options = {"half_channels": 8 if variant == "half" else 0, "tail": "skip" if variant == "skip" else "refine"}
+    g = Generator(GeneratorConfig(arch=base, num_styles=2, channels=8, res_blocks=1, **options)).eval()  # type: ignore[arg-type]
     x = torch.rand(2, 3, *size)
     with torch.no_grad():
         y = g(x, torch.tensor([[1.0, 0.0], [0.3, 0.7]]))
@@ -169,20 +171,44 @@ def test_model_file_is_written_atomically(tmp_path: Path, generator: Generator, 
     assert zipfile.is_zipfile(path)
 
 
-def test_half_resolution_stage_exports_and_reloads(tmp_path: Path) -> None:
-    """The optional 1/2-resolution stage of the fast body survives the model file and the ONNX export."""
+@pytest.mark.parametrize(("variant", "layers"), [({"half_channels": 8}, {"half_stem", "half_conv", "refine1"}),
+                                                  ({"tail": "skip"}, {"skip"})])
+def test_fast_variants_export_and_reload(tmp_path: Path, variant: dict[str, Any], layers: set[str]) -> None:
+    """The fast body's options (a 1/2-resolution stage, the skip tail) survive the model file and the ONNX export."""
     from realtime.export import export_onnx, verify_onnx
 
     torch.manual_seed(1)
-    g = Generator(GeneratorConfig(num_styles=len(TINY_STYLES), channels=8, res_blocks=1, half_channels=8)).eval()
-    plain = Generator(replace(g.cfg, half_channels=0))
-    assert g.body.has_half and not plain.body.has_half
-    assert {"half_stem", "half_conv"} <= {n for n, _ in g.body.named_children()}
-    path = tmp_path / "half.stylecast"
+    g = Generator(GeneratorConfig(num_styles=len(TINY_STYLES), channels=8, res_blocks=1, **variant)).eval()
+    assert layers <= {n for n, _ in g.body.named_children()}
+    if "tail" in variant:
+        assert not {"refine1", "refine2"} & {n for n, _ in g.body.named_children()}
+    path = tmp_path / "variant.stylecast"
     save_model(path, g, [StyleInfo(n) for n in TINY_STYLES])
     loaded, info = load_model(path)
-    assert loaded.cfg.half_channels == 8
+    assert loaded.cfg == g.cfg
     x, w = torch.rand(1, 3, 40, 56), torch.eye(len(TINY_STYLES))[:1]
     with torch.no_grad():
         torch.testing.assert_close(loaded(x, w), g(x, w), atol=2e-3, rtol=0)  # fp16 storage
-    assert verify_onnx(loaded, export_onnx(loaded, info, tmp_path / "half.onnx")) < 1e-4
+    onnx_path = export_onnx(loaded, info, tmp_path / "variant.onnx")
+    assert verify_onnx(loaded, onnx_path) < 1e-4
+    # and as ONNX Runtime runs it, the norms folded
+    with torch.no_grad():
+        expected = loaded(x, w).numpy()
+    got = open_session(onnx_path, threads=1).run(None, {"frames": x.numpy(), "style_weights": w.numpy()})[0]
+    assert abs(got - expected).max() < 1e-4
+
+
+def test_norms_keep_fp32_statistics_under_cpu_autocast(generator: Generator) -> None:
+    x, w = torch.rand(2, 3, 32, 48), torch.tensor([[1.0, 0.0, 0.0], [0.2, 0.3, 0.5]])
+    with torch.no_grad():
+        expected = generator(x, w)
+        with torch.autocast("cpu", dtype=torch.bfloat16):
+            got = generator(x, w)
+    assert (got.float() - expected).abs().max() < 0.1
+
+
+def test_unknown_or_impossible_tails_are_refused() -> None:
+    with pytest.raises(ValueError, match="unknown fast tail"):
+        Generator(GeneratorConfig(tail="bilinear"))
+    with pytest.raises(ValueError, match="half_channels"):
+        Generator(GeneratorConfig(tail="skip", half_channels=8))

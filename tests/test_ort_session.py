@@ -11,6 +11,7 @@ import onnxruntime as ort
 import pytest
 
 from calibration.quantize import quantize_qdq, sub_resolution_convs
+from realtime.backends.onnx_backend import OnnxBackend
 from realtime.export import export_onnx
 from realtime.model import CondInstanceNorm
 from realtime.modelfile import load_model
@@ -75,6 +76,7 @@ def test_int8_convolutions_still_fuse(exported: tuple[Path, int, int], tmp_path:
         _plain(graph, "ORT_ENABLE_EXTENDED", save=tmp_path / name)
         return sum(node.op_type == "QLinearConv" for node in onnx.load(str(tmp_path / name)).graph.node)
 
+    assert fold_style_affine(onnx.load(str(int8))) == exported[2]  # Q/DQ nodes leave every norm foldable
     assert fused(runtime_graph(int8), "folded.onnx") == fused(int8, "portable.onnx") == len(inner) > 0
     feeds = _feeds(2, n, 48, 64)
     fp32_out = _plain(path).run(None, feeds)[0]
@@ -82,3 +84,14 @@ def test_int8_convolutions_still_fuse(exported: tuple[Path, int, int], tmp_path:
     err_portable = np.abs(_plain(int8).run(None, feeds)[0] - fp32_out).mean()
     err_folded = np.abs(open_session(int8, threads=1).run(None, feeds)[0] - fp32_out).mean()
     assert err_folded < 1.5 * err_portable + 1e-4
+
+
+def test_backend_feeds_one_weight_row_per_frame(tiny_model: Path) -> None:
+    """A single weight row for a batch of frames still works: the backend repeats it per frame."""
+    generator, info = load_model(tiny_model)
+    backend = OnnxBackend(generator, info, device="cpu")
+    frames = np.random.default_rng(0).integers(0, 256, (3, 24, 40, 3), dtype=np.uint8)
+    row = np.eye(info.config.num_styles, dtype=np.float32)[1:2]
+    together = backend(frames, row)
+    alone = np.concatenate([backend(frames[i : i + 1], row) for i in range(3)])
+    assert np.abs(together.astype(int) - alone.astype(int)).max() <= 1

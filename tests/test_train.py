@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import copy
 import os
 import subprocess
 import sys
@@ -11,11 +12,12 @@ from pathlib import Path
 import pytest
 import torch
 
+from realtime.model import Generator, GeneratorConfig
 from realtime.modelfile import load_model
 from train import losses
 from train.config import TrainConfig, load_config
 from train.data import sample_style_weights
-from train.trainer import CHECKPOINT, MODEL, Trainer, train
+from train.trainer import CHECKPOINT, MODEL, Trainer, fit_skip_tail, train
 from train.vgg import VGGFeatures, find_vgg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -48,6 +50,58 @@ def test_short_run_then_resume(tmp_path: Path) -> None:
     parent = tuned.train_config["init_from"]
     assert parent["sha256"] == load_model(model)[1].sha256 and parent["steps_done"] == 4
     assert tuned.train_config["steps_done"] == 1 and tuned.train_config["grid_weight"] == 1e6
+
+
+def test_distilling_into_the_skip_tail(tmp_path: Path) -> None:
+    teacher_path = train(TrainConfig(out=str(tmp_path / "teacher"), steps=1, **TINY))
+    teacher, _ = load_model(teacher_path)
+    cfg = TrainConfig(out=str(tmp_path / "student"), steps=2, init=str(teacher_path), tail="skip", distill_weight=1.0,
+                      style_weight=0.0, content_weight=0.0, **TINY)
+    trainer = Trainer(cfg)
+    student = trainer.generator.state_dict()
+    # the least-squares fit ran: the student starts far closer to the teacher than an unfitted tail
+    unfitted = Trainer._with_tail(teacher, "skip")
+    x, w = torch.rand(4, 3, 32, 32), torch.eye(len(trainer.styles.names))[torch.arange(4) % len(trainer.styles.names)]
+    with torch.no_grad():
+        target = teacher(x, w)
+        assert (trainer.generator(x, w) - target).abs().mean() < 0.5 * (unfitted(x, w) - target).abs().mean()
+    # the body starts as the teacher's; the layers only the skip tail has start fresh
+    for name, value in teacher.state_dict().items():
+        if name in student and student[name].shape == value.shape:
+            torch.testing.assert_close(student[name], value.float(), rtol=0, atol=0)
+    assert "body.skip.weight" in student and "body.refine1.weight" not in student
+    assert trainer.teacher is not None and not any(p.requires_grad for p in trainer.teacher.parameters())
+    trainer.fit()
+    generator, info = load_model(tmp_path / "student" / MODEL)
+    assert generator.cfg.tail == "skip" and info.train_config["distill_weight"] == 1.0
+    assert info.train_config["init_from"]["sha256"] == load_model(teacher_path)[1].sha256
+    rows = (tmp_path / "student" / "log.csv").read_text().splitlines()
+    header = rows[0].split(",")
+    assert all(float(r.split(",")[header.index("distill")]) > 0 for r in rows[1:])
+
+
+def test_skip_tail_least_squares_recovers_a_linear_tail() -> None:
+    """The fit is exact where the teacher's own tail is a skip tail on the same body."""
+    torch.manual_seed(0)
+    teacher = Generator(GeneratorConfig(num_styles=2, channels=8, res_blocks=1, tail="skip")).eval()
+    with torch.no_grad():
+        for p in (teacher.body.to_sub.weight, teacher.body.skip.weight):
+            p.mul_(0.3)  # keep the logits inside the clamp of the fit
+    student = copy.deepcopy(teacher)
+    with torch.no_grad():
+        for p in (student.body.to_sub.weight, student.body.skip.weight, student.body.to_sub.bias):
+            p.normal_()
+    x, w = torch.rand(6, 3, 32, 48), torch.eye(2)[torch.arange(6) % 2]
+    assert fit_skip_tail(student, teacher, x, w, ridge=1e-6) < 2e-3
+    with torch.no_grad():
+        torch.testing.assert_close(student(x, w), teacher(x, w), atol=1e-2, rtol=0)
+
+
+def test_distilling_needs_the_model_to_distill(tmp_path: Path) -> None:
+    from realtime.errors import StylecastError
+
+    with pytest.raises(StylecastError, match="distill_weight needs init"):
+        Trainer(TrainConfig(out=str(tmp_path / "x"), steps=1, distill_weight=1.0, **TINY))
 
 
 def test_cli_help_documents_every_option() -> None:

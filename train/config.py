@@ -38,6 +38,7 @@ class TrainConfig:
     res_blocks: int = 0
     refine_channels: int = 0
     half_channels: int = -1
+    tail: str = ""
     # optimization
     steps: int = 4000
     batch_size: int = 4
@@ -63,6 +64,9 @@ class TrainConfig:
     gp_weight: float = 10.0
     tv_weight: float = 0.0
     grid_weight: float = 0.0
+    # L1 between the output and the init model's on the same crop and style weights: how a model is
+    # moved to a cheaper architecture without relearning its styles.
+    distill_weight: float = 0.0
     # Temporal MSE is in [0,1] pixel units, ~1e-3 untreated; this makes it ~10% of the objective.
     temporal_weight: float = 5e4
     vgg_weights: str = ""
@@ -94,6 +98,7 @@ HELP: dict[str, str] = {
     "res_blocks": "residual blocks (0 = the architecture's preset)",
     "refine_channels": "fast: full-resolution refinement channels (0 = the preset)",
     "half_channels": "fast: width of a 1/2-resolution stage (0 = none, -1 = the preset)",
+    "tail": "fast: refine (thin full-resolution convolutions) or skip (all at 1/4 resolution); empty = the preset or the init model's; with --init, layers the new tail lacks start fresh",
     "steps": "total generator updates",
     "batch_size": "content crops per step (per process under torchrun)",
     "lr": "generator learning rate (Adam)",
@@ -113,6 +118,7 @@ HELP: dict[str, str] = {
     "gp_weight": "WGAN-GP gradient penalty weight",
     "tv_weight": "total variation weight",
     "grid_weight": "weight of the 4-pixel grid penalty (phase means of the high-passed output)",
+    "distill_weight": "weight of the L1 distance to the --init model's output (distillation into another architecture; 0 = off)",
     "temporal_weight": "temporal consistency weight (synthetic motion: warp(G(x)) = G(warp(x)))",
     "vgg_weights": "VGG16/VGG19 weights (.npz bundled format or torchvision .pth); default: the bundled VGG16",
     "out": "run folder: checkpoint.pt, model.stylecast, samples/, log.csv",

@@ -7,6 +7,7 @@ checkpoints that resume bit-for-bit in the optimizer state, and the final ``.sty
 
 from __future__ import annotations
 
+import copy
 import csv
 import io
 import logging
@@ -31,7 +32,7 @@ from tqdm import tqdm
 
 from realtime.errors import StylecastError
 from realtime.machine import describe_machine, fast_cpu_bf16
-from realtime.model import PRESETS, Generator, GeneratorConfig, remap_styles
+from realtime.model import PRESETS, TAILS, FastBody, Generator, GeneratorConfig, remap_styles
 from realtime.modelfile import StyleInfo, atomic_write_bytes, load_model, load_plain, save_model
 from train import losses
 from train.config import TrainConfig
@@ -124,9 +125,17 @@ def path_names(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def check_tail(arch: str, tail: str) -> None:
+    if tail and arch != "fast":
+        raise StylecastError(f"--tail is an option of the fast architecture, not of {arch}")
+    if tail and tail not in TAILS:
+        raise StylecastError(f"unknown tail {tail!r}; choose from {', '.join(TAILS)}")
+
+
 def generator_config(cfg: TrainConfig, num_styles: int) -> GeneratorConfig:
     if cfg.arch not in PRESETS:
         raise StylecastError(f"unknown architecture {cfg.arch!r}; choose from {', '.join(PRESETS)}")
+    check_tail(cfg.arch, cfg.tail)
     base = PRESETS[cfg.arch]
     return replace(
         base,
@@ -135,7 +144,46 @@ def generator_config(cfg: TrainConfig, num_styles: int) -> GeneratorConfig:
         res_blocks=cfg.res_blocks or base.res_blocks,
         refine_channels=cfg.refine_channels or base.refine_channels,
         half_channels=base.half_channels if cfg.half_channels < 0 else cfg.half_channels,
+        tail=cfg.tail or base.tail,
     )
+
+
+@torch.no_grad()
+def fit_skip_tail(student: Generator, teacher: Generator, x: torch.Tensor, w: torch.Tensor, ridge: float = 1e-2) -> float:
+    """Set the skip tail's two convolutions to the least-squares map from the student's body features
+    and the input to the teacher's output logits on crops ``x`` (sides multiples of 4) with styles ``w``.
+
+    The skip tail is linear in those two inputs, so distillation can start from the best linear
+    reproduction of the teacher instead of from random sub-pixel patterns, which the grid penalty
+    then fights for hundreds of steps. Returns the fit's mean absolute error on the [0,1] output.
+    """
+    body = student.body
+    if not isinstance(body, FastBody) or body.has_refine:
+        raise StylecastError("only the fast architecture's skip tail can be fitted by least squares")
+    x = x[..., : x.shape[-2] // 4 * 4, : x.shape[-1] // 4 * 4]
+    xin = x * 2.0 - 1.0  # the generator centres its input
+    h, _ = body.features(xin, w)
+    target = teacher(x, w).float()
+    logits = F.pixel_unshuffle(torch.logit(target.clamp(0.01, 0.99)), 4)  # [B, 48, H/4, W/4]
+    # Both unfolds give one row per 1/4-resolution position, in the order the convolutions' weights flatten.
+    fh, fx = F.unfold(h, 3, padding=1), F.unfold(xin, 12, padding=4, stride=4)
+    # Solved in float64 on the CPU (MPS has no float64); the ridge leaves the bias column alone.
+    a = torch.cat([fh, fx, torch.ones_like(fh[:, :1])], dim=1).transpose(1, 2)
+    a = a.reshape(-1, a.shape[-1]).double().cpu()
+    z = logits.flatten(2).transpose(1, 2).reshape(-1, logits.shape[1]).double().cpu()
+    gram = a.T @ a
+    damping = torch.full((gram.shape[0],), ridge * float(gram.diagonal().mean()), dtype=gram.dtype)
+    damping[-1] = 0.0
+    sol = torch.linalg.solve(gram + torch.diag(damping), a.T @ z).float().to(x.device)  # [features, 48]
+    n_h = fh.shape[1]
+    body.to_sub.weight.copy_(sol[:n_h].T.reshape(body.to_sub.weight.shape))
+    body.skip.weight.copy_(sol[n_h:-1].T.reshape(body.skip.weight.shape))
+    for conv, bias in ((body.to_sub, sol[-1]), (body.skip, torch.zeros_like(sol[-1]))):
+        if conv.bias is not None:
+            conv.bias.copy_(bias)
+    error = float((student(x, w) - target).abs().mean())
+    log.info("skip tail fitted to the teacher by least squares: mean |error| %.4f", error)
+    return error
 
 
 def thumbnail(img: torch.Tensor, side: int = 64) -> torch.Tensor:
@@ -199,6 +247,8 @@ def sigterm_as_interrupt() -> Iterator[None]:
 
 class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
+        if cfg.distill_weight and not cfg.init:
+            raise StylecastError("distill_weight needs init: the model to distill")
         self.cfg = cfg
         self.dinfo = init_distributed(cfg.device)
         self.device = pick_device(cfg.device, self.dinfo)
@@ -237,6 +287,7 @@ class Trainer:
         self.style_grams = self._style_grams()
 
         self.parent: dict[str, Any] = {}
+        self.teacher: Generator | None = None
         if cfg.init:
             self.generator, self.g_cfg = self._init_from(Path(cfg.init))
         else:
@@ -275,7 +326,34 @@ class Trainer:
             generator = remap_styles(generator, rows)
         # The fine-tuned model records where it started, so its lineage (and total steps) survive.
         self.parent = {"sha256": info.sha256, **path_names(info.train_config)}
+        if self.cfg.distill_weight:
+            if old != new:
+                # the teacher would pull a new style towards the old style its rows came from
+                raise StylecastError(f"distillation needs --styles to hold exactly {path}'s styles, in its order")
+            # a frozen copy: without a tail change the student starts as this very generator
+            self.teacher = copy.deepcopy(generator).eval().requires_grad_(False).to(self.device)
+        if self.cfg.tail and self.cfg.tail != generator.cfg.tail:
+            generator = self._with_tail(generator, self.cfg.tail)
+            if self.teacher is not None and generator.cfg.tail == "skip":
+                x = self.content.sample(16)
+                w = F.one_hot(torch.arange(16) % len(new), len(new)).float().to(self.device)
+                fit_skip_tail(generator.to(self.device), self.teacher, x, w)
         return generator, generator.cfg
+
+    @staticmethod
+    def _with_tail(generator: Generator, tail: str) -> Generator:
+        """A generator of another tail that keeps every layer of ``generator`` whose name and shape it shares."""
+        check_tail(generator.cfg.arch, tail)
+        try:
+            student = Generator(replace(generator.cfg, tail=tail))
+        except ValueError as e:
+            raise StylecastError(str(e)) from None
+        own = student.state_dict()
+        shared = {k: v for k, v in generator.state_dict().items() if k in own and own[k].shape == v.shape}
+        student.load_state_dict(shared, strict=False)
+        fresh = sorted({k.rsplit(".", 1)[0] for k in own if k not in shared})
+        log.info("tail %s: %s start fresh", tail, ", ".join(fresh) or "no layers")
+        return student
 
     @torch.no_grad()
     def _style_grams(self) -> dict[str, torch.Tensor]:
@@ -435,27 +513,38 @@ class Trainer:
                 stats["wdist"], stats["gp"] = self.critic_step(y.detach().float(), alpha, alpha_cpu)
 
         self.critic.requires_grad_(False)
+        zero = torch.zeros((), device=self.device)
+        l_content = l_style = l_distill = l_gan = zero
+        distances: torch.Tensor | None = None
         with self.autocast():
-            feats_y = self.vgg(y)
-            with torch.no_grad():
-                feats_x = self.vgg(x, until=cfg.content_layer)
-            l_content = losses.content_loss(feats_y[cfg.content_layer], feats_x[cfg.content_layer], cfg.content_relative)
-            grams = {layer: losses.gram(feats_y[layer]) for layer in cfg.style_layers}
-            distances = losses.style_distance(grams, self.style_grams, cfg.style_relative)
-            l_style = losses.fused_style_loss(distances, alpha)
+            if cfg.content_weight or cfg.style_weight:
+                feats_y = self.vgg(y)
+                with torch.no_grad():
+                    feats_x = self.vgg(x, until=cfg.content_layer)
+                l_content = losses.content_loss(feats_y[cfg.content_layer], feats_x[cfg.content_layer], cfg.content_relative)
+                grams = {layer: losses.gram(feats_y[layer]) for layer in cfg.style_layers}
+                distances = losses.style_distance(grams, self.style_grams, cfg.style_relative)
+                l_style = losses.fused_style_loss(distances, alpha)
+            if self.teacher is not None:
+                with torch.no_grad():
+                    target = self.teacher(x, alpha)
+                l_distill = F.l1_loss(y.float(), target.float())
             y_warped, _ = losses.warp(y.float(), theta)
             l_temporal = losses.temporal_loss(y_moved, y_warped, mask)
             l_tv = losses.tv_loss(y)
-            l_grid = losses.grid_loss(y) if cfg.grid_weight else torch.zeros((), device=self.device)
-            l_gan = -self.critic(y, alpha).mean() if gan_on else torch.zeros((), device=self.device)
+            l_grid = losses.grid_loss(y) if cfg.grid_weight else zero
+            if gan_on:
+                l_gan = -self.critic(y, alpha).mean()
         total = (cfg.content_weight * l_content + cfg.style_weight * l_style + cfg.gan_weight * l_gan
-                 + cfg.temporal_weight * l_temporal + cfg.tv_weight * l_tv + cfg.grid_weight * l_grid)
+                 + cfg.temporal_weight * l_temporal + cfg.tv_weight * l_tv + cfg.grid_weight * l_grid
+                 + cfg.distill_weight * l_distill)
         self.opt_g.zero_grad(set_to_none=True)
         total.backward()
         self.opt_g.step()
-        if cfg.style_focus:
+        if cfg.style_focus and distances is not None:
             self.track_style_losses(distances, alpha)
-        stats.update(content=l_content, style=l_style, gan=l_gan, temporal=l_temporal, tv=l_tv, grid=l_grid, total=total)
+        stats.update(content=l_content, style=l_style, gan=l_gan, temporal=l_temporal, tv=l_tv, grid=l_grid,
+                     distill=l_distill, total=total)
         return {k: v.detach() for k, v in stats.items()}
 
     # -- the loop ------------------------------------------------------------------------------
@@ -510,14 +599,14 @@ class Trainer:
                             raise StylecastError(f"training diverged at step {self.step} (loss {stats['total']}); lower --lr")
                         elapsed = time.monotonic() - t0
                         stats["it_s"] = (self.step - start) / max(elapsed, 1e-9)
-                        postfix = {k: f"{v:.3g}" for k, v in stats.items() if k in ("content", "style", "temporal", "gan", "it_s")}
+                        postfix = {k: f"{v:.3g}" for k, v in stats.items() if k in ("content", "style", "temporal", "gan", "distill", "it_s")}
                         if cfg.max_minutes:  # the bar's own ETA counts --steps, which the time limit cuts short
                             postfix["time_left"] = f"{max(cfg.max_minutes * 60 - elapsed, 0) / 60:.1f}min"
                         bar.set_postfix(postfix)
                         if fh is not None:
                             row = {"step": self.step, **stats}
                             if writer is None:
-                                writer = csv.DictWriter(fh, fieldnames=["step", "content", "style", "gan", "wdist", "gp", "temporal", "tv", "grid", "total", "it_s"], extrasaction="ignore")
+                                writer = csv.DictWriter(fh, fieldnames=["step", "content", "style", "gan", "wdist", "gp", "temporal", "tv", "grid", "total", "it_s", "distill"], extrasaction="ignore")
                                 if fh.tell() == 0:
                                     writer.writeheader()
                             writer.writerow(row)

@@ -64,7 +64,9 @@ class OnnxBackend(Backend):
 
     def infer(self, inputs: Any, style_weights: np.ndarray) -> Any:
         x, size = inputs
-        feeds = {self.input_names[0]: x, self.input_names[1]: np.ascontiguousarray(style_weights, dtype=np.float32)}
+        # one weight row per frame, as the session's folded norms expect (realtime.ort_session)
+        weights = np.ascontiguousarray(np.broadcast_to(style_weights, (x.shape[0], self.num_styles)), dtype=np.float32)
+        feeds = {self.input_names[0]: x, self.input_names[1]: weights}
         return self.session.run([self.output_name], feeds)[0], size
 
     def download(self, outputs: Any) -> np.ndarray:
