@@ -71,6 +71,15 @@ def fold_style_affine(model: Any) -> int:
     # was: every input of the triple exists by then.
     folded, drop, orphans = 0, set[str](), set[str]()
     new_nodes: dict[str, list[Any]] = {}
+    shapes: dict[str, str] = {}
+
+    def shape(key: str, value: list[int]) -> str:
+        """One shared initializer per reshape target, added on first use."""
+        if key not in shapes:
+            shapes[key] = f"stylecast/folded_shape{key}"
+            graph.initializer.append(numpy_helper.from_array(np.array(value, np.int64), shapes[key]))
+        return shapes[key]
+
     for norm in graph.node:
         if norm.op_type != "InstanceNormalization" or len(norm.input) != 3:
             continue
@@ -84,23 +93,18 @@ def fold_style_affine(model: Any) -> int:
         gamma, beta = other_input(mul, norm.output[0]), other_input(add, mul.output[0])
         if not (from_style_weights(gamma) and from_style_weights(beta)):
             continue
+        flat, row = shape("[1,-1,0,0]", [1, -1, 0, 0]), shape("[-1]", [-1])
         tag = f"{norm.name or norm.output[0]}/folded"
-        shapes = {
-            "flat": np.array([1, -1, 0, 0], np.int64),
-            "row": np.array([-1], np.int64),
-            "back": np.array([-1, scale.size, 0, 0], np.int64),
-        }
-        for key, value in shapes.items():
-            graph.initializer.append(numpy_helper.from_array(value, f"{tag}/{key}"))
+        back = shape(f"[-1,{scale.size},0,0]", [-1, scale.size, 0, 0])
         eps = next((a.f for a in norm.attribute if a.name == "epsilon"), 1e-5)
         new_nodes[add.output[0]] = [
-            helper.make_node("Reshape", [norm.input[0], f"{tag}/flat"], [f"{tag}/x"], name=f"{tag}/reshape_x"),
-            helper.make_node("Reshape", [gamma, f"{tag}/row"], [f"{tag}/gamma"], name=f"{tag}/reshape_gamma"),
-            helper.make_node("Reshape", [beta, f"{tag}/row"], [f"{tag}/beta"], name=f"{tag}/reshape_beta"),
+            helper.make_node("Reshape", [norm.input[0], flat], [f"{tag}/x"], name=f"{tag}/reshape_x"),
+            helper.make_node("Reshape", [gamma, row], [f"{tag}/gamma"], name=f"{tag}/reshape_gamma"),
+            helper.make_node("Reshape", [beta, row], [f"{tag}/beta"], name=f"{tag}/reshape_beta"),
             helper.make_node(
                 "InstanceNormalization", [f"{tag}/x", f"{tag}/gamma", f"{tag}/beta"], [f"{tag}/y"], name=tag, epsilon=eps
             ),
-            helper.make_node("Reshape", [f"{tag}/y", f"{tag}/back"], [add.output[0]], name=f"{tag}/reshape_y"),
+            helper.make_node("Reshape", [f"{tag}/y", back], [add.output[0]], name=f"{tag}/reshape_y"),
         ]
         drop.update({norm.output[0], mul.output[0], add.output[0]})
         orphans.update(norm.input[1:])
