@@ -6,6 +6,7 @@ import csv
 import hashlib
 import logging
 from collections.abc import Callable
+from dataclasses import replace
 from pathlib import Path
 from typing import Any
 
@@ -21,7 +22,7 @@ from realtime.metrics import gram, style_distance
 from realtime.modelfile import load_model, save_model
 from tests.conftest import TINY_STYLES, make_tiny_model
 from train import style_cache
-from train.add_style import add_style, bundled_photos, read_painting, samples_path
+from train.add_style import Fitter, add_style, bundled_photos, read_painting, samples_path
 from train.data import is_heldout, list_images, read_rgb
 from train.style_recipe import FitRecipe
 from train.vgg import VGGFeatures, find_vgg
@@ -74,6 +75,19 @@ def test_the_fit_uses_the_content_layer_the_base_model_was_trained_with(
     out = add_style(base, [fitted["painting"]], ["stripes"], tmp_path / "new.stylecast", device="cpu", progress=False,
                     recipe=FitRecipe(steps=1, size=32, batch_size=1, style_side=64))
     assert load_model(out)[1].train_config["add_style"][-1]["content_layer"] == "relu3_3"
+
+
+def test_content_targets_are_computed_once_for_a_pool_of_crops(tiny_model: Path) -> None:
+    generator, info = load_model(tiny_model)
+    recipe = FitRecipe(steps=3, size=32, batch_size=2, pool=4, style_side=64)
+    fitter = Fitter(generator, info.perceptual, recipe, torch.device("cpu"), bundled_photos(), "relu2_2")
+    assert fitter.pool.shape == (4, 3, 32, 32)
+    with torch.no_grad():
+        want = fitter.vgg(fitter.pool, until="relu2_2")["relu2_2"]
+    torch.testing.assert_close(fitter.pool_targets.float(), want, rtol=1e-2, atol=1e-2 * float(want.abs().max()))
+    # never more crops than the fit can draw (steps x batch)
+    wide = Fitter(generator, info.perceptual, replace(recipe, pool=100), torch.device("cpu"), bundled_photos(), "relu2_2")
+    assert len(wide.pool) == 6
 
 
 def test_old_styles_are_bit_identical(fitted: dict[str, Path]) -> None:

@@ -146,6 +146,16 @@ class Fitter:
         self.vgg = VGGFeatures(self.vgg_source, layers).to(device)
         # A fixed set of crops on which the existing styles are compared with a new painting.
         self.probe = self.crops.sample(4)
+        self.pool, self.pool_targets = self._content_pool(min(recipe.pool, recipe.steps * recipe.batch_size))
+
+    @torch.no_grad()
+    def _content_pool(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
+        """``size`` crops and their content-layer features (half precision: a target, not a gradient path)."""
+        crops = self.crops.sample(size)
+        with autocast_for(self.device):
+            feats = [self.vgg(c, until=self.content_layer)[self.content_layer].half()
+                     for c in crops.split(self.recipe.batch_size)]
+        return crops, torch.cat(feats)
 
     def grams(self, images: torch.Tensor) -> dict[str, torch.Tensor]:
         feats = self.vgg(images)
@@ -177,7 +187,7 @@ class Fitter:
         for p in params:
             p.requires_grad_(True)
         opt = torch.optim.Adam(params, lr=r.lr)
-        motion = torch.Generator().manual_seed(r.seed)
+        rng = torch.Generator().manual_seed(r.seed)
         w = torch.ones(2 * r.batch_size, 1, device=self.device)
         step = 0
         try:
@@ -185,7 +195,7 @@ class Fitter:
                 while step < r.steps:
                     for group in opt.param_groups:  # cosine decay to 5 %, as in training
                         group["lr"] = r.lr * (0.05 + 0.475 * (1 + math.cos(math.pi * step / r.steps)))
-                    terms = self._step(work, target, motion, w)
+                    terms = self._step(work, target, rng, w)
                     total = sum(terms.values(), torch.zeros((), device=self.device))
                     opt.zero_grad(set_to_none=True)
                     total.backward()
@@ -198,18 +208,17 @@ class Fitter:
             log.warning("interrupted at step %d of %d while fitting %s", step, r.steps, painting.name)
         return work.eval(), step
 
-    def _step(self, work: Generator, target: dict[str, torch.Tensor], motion: torch.Generator,
+    def _step(self, work: Generator, target: dict[str, torch.Tensor], rng: torch.Generator,
               w: torch.Tensor) -> dict[str, torch.Tensor]:
         r = self.recipe
-        x = self.crops.sample(r.batch_size)
-        theta = losses.random_motion(r.batch_size, self.device, generator=motion)
+        pick = torch.randint(len(self.pool), (r.batch_size,), generator=rng).to(self.device)
+        x, content_target = self.pool[pick], self.pool_targets[pick].float()
+        theta = losses.random_motion(r.batch_size, self.device, generator=rng)
         x_moved, mask = losses.warp(x, theta)
-        x_moved = (x_moved + 0.02 * torch.randn(x_moved.shape, generator=motion).to(self.device)).clamp(0, 1)
+        x_moved = (x_moved + 0.02 * torch.randn(x_moved.shape, generator=rng).to(self.device)).clamp(0, 1)
         with autocast_for(self.device):
             y, y_moved = work(torch.cat([x, x_moved]), w).chunk(2)
             feats_y = self.vgg(y)
-            with torch.no_grad():
-                content_target = self.vgg(x, until=self.content_layer)[self.content_layer]
             grams = {layer: losses.gram(feats_y[layer]) for layer in TRAIN_DEFAULTS.style_layers}
             terms = {
                 "style": r.style_weight * losses.style_distance(grams, target, r.relative).mean(),
