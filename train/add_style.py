@@ -16,7 +16,7 @@ import logging
 import math
 import re
 import time
-from contextlib import AbstractContextManager, nullcontext
+from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from importlib import resources
 from pathlib import Path
@@ -28,14 +28,22 @@ from PIL import Image, UnidentifiedImageError
 from tqdm import tqdm
 
 from realtime.errors import InputError, ModelError, OutputError, StyleError
-from realtime.machine import fast_cpu_bf16
 from realtime.model import Generator, remap_styles
 from realtime.modelfile import ModelInfo, StyleInfo, load_model, save_model
 from realtime.outputs import check_output
 from train import losses
 from train.data import CropSampler, folder_digest, list_images, read_rgb
 from train.style_recipe import MIN_PAINTING_SIDE, TRAIN_DEFAULTS, FitRecipe
-from train.trainer import DistInfo, pick_device, sample_grid, save_png, sigterm_as_interrupt, thumbnail
+from train.trainer import (
+    DistInfo,
+    bf16_autocast,
+    pick_device,
+    sample_grid,
+    save_png,
+    sigterm_as_interrupt,
+    thumbnail,
+    uses_bf16,
+)
 from train.vgg import VGGFeatures, VGGSource, bundled_vgg_path, find_vgg
 
 log = logging.getLogger(__name__)
@@ -104,12 +112,8 @@ def check_extendable(path: Path) -> None:
         raise ModelError(f"{path} is an exported graph, which cannot be extended; pass the .stylecast model it came from")
 
 
-def uses_bf16(device: torch.device) -> bool:
-    return device.type == "cuda" or fast_cpu_bf16()
-
-
 def autocast_for(device: torch.device) -> AbstractContextManager[Any]:
-    return torch.autocast(device.type, dtype=torch.bfloat16) if uses_bf16(device) else nullcontext()
+    return bf16_autocast(uses_bf16(device), device)
 
 
 def perceptual_source(perceptual: str) -> VGGSource:

@@ -17,7 +17,7 @@ import signal
 import tempfile
 import time
 from collections.abc import Iterator
-from contextlib import contextmanager, nullcontext
+from contextlib import AbstractContextManager, contextmanager, nullcontext
 from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -77,6 +77,15 @@ def init_distributed(device: str) -> DistInfo:
     if not dist.is_initialized():
         dist.init_process_group("nccl" if use_cuda else "gloo")
     return info
+
+
+def uses_bf16(device: torch.device) -> bool:
+    """Whether training on ``device`` runs in bf16 autocast: on CUDA, and on CPUs where bf16 is faster (AMX)."""
+    return device.type == "cuda" or fast_cpu_bf16()
+
+
+def bf16_autocast(enabled: bool, device: torch.device) -> AbstractContextManager[Any]:
+    return torch.autocast(device.type, dtype=torch.bfloat16) if enabled else nullcontext()
 
 
 def pick_device(name: str, dinfo: DistInfo) -> torch.device:
@@ -255,7 +264,7 @@ class Trainer:
         self.out = Path(cfg.out)
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank
         self.rng = np.random.default_rng(cfg.seed + self.dinfo.rank)
-        self.amp = cfg.amp and (self.device.type == "cuda" or fast_cpu_bf16())
+        self.amp = cfg.amp and uses_bf16(self.device)
         if self.device.type == "cuda":
             torch.backends.cudnn.benchmark = True
 
@@ -432,8 +441,8 @@ class Trainer:
         save_png(self.out / "samples" / name, sample_grid(self.generator, photos, self.styles.names))
 
     # -- one step ------------------------------------------------------------------------------
-    def autocast(self) -> Any:
-        return torch.autocast(self.device.type, dtype=torch.bfloat16) if self.amp else nullcontext()
+    def autocast(self) -> AbstractContextManager[Any]:
+        return bf16_autocast(self.amp, self.device)
 
     def critic_step(self, fake: torch.Tensor, alpha: torch.Tensor, alpha_cpu: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
         cfg = self.cfg
