@@ -155,6 +155,7 @@ class Fitter:
     @torch.no_grad()
     def _content_pool(self, size: int) -> tuple[torch.Tensor, torch.Tensor]:
         """``size`` crops and their content-layer features (half precision: a target, not a gradient path)."""
+        log.info("content targets for %d photo crops (once per call)", size)
         crops = self.crops.sample(size)
         with autocast_for(self.device):
             feats = [self.vgg(c, until=self.content_layer)[self.content_layer].half()
