@@ -14,11 +14,12 @@ instead of 29.9 ms per frame, 32.7 instead of 34.8 at a busier hour; FP32 about 
 
 from __future__ import annotations
 
-import os
 from pathlib import Path
 from typing import Any
 
 import numpy as np
+
+from realtime.machine import usable_cores
 
 
 def fold_style_affine(model: Any) -> int:
@@ -153,7 +154,7 @@ def open_session(
 
     opts = ort.SessionOptions()
     opts.graph_optimization_level = ort.GraphOptimizationLevel.ORT_ENABLE_ALL
-    opts.intra_op_num_threads = threads or os.cpu_count() or 1
+    opts.intra_op_num_threads = threads or usable_cores()
     opts.inter_op_num_threads = 1
     opts.log_severity_level = 3
     opts.add_session_config_entry("session.intra_op.allow_spinning", "1" if spinning else "0")

@@ -3,7 +3,8 @@
 Stages are joined by bounded queues, so decoding and encoding overlap inference. Two policies:
 
 * ``lossless`` (files): every frame, in order; a full queue blocks the stage before it (back-pressure).
-  Frames of equal size may be batched for backends where that raises throughput.
+  Frames of equal size may be batched, and a backend with several infer lanes
+  (``Backend.infer_lanes``) gets several frames at once, where either raises throughput.
 * ``latest`` (live sources): every link is a one-slot mailbox; a newer frame replaces a waiting
   one and the replaced frame is counted as dropped, so latency never grows when inference is
   slower than the source.
@@ -14,6 +15,7 @@ and SIGINT/SIGTERM/SIGHUP end the run cleanly: the sink still finalizes what was
 
 from __future__ import annotations
 
+import functools
 import logging
 import queue
 import signal
@@ -27,7 +29,7 @@ from typing import Any, Literal
 import numpy as np
 
 from realtime.argtypes import check_batch
-from realtime.backends.base import Backend
+from realtime.backends.base import Backend, InferFn
 from realtime.sinks import Sink
 from realtime.sources import Frame, Source
 from realtime.styles import StyleController, mix_output
@@ -139,6 +141,55 @@ class Link:
         self.put(_END)
 
 
+class OrderedLink:
+    """The FIFO after the infer lanes: items (numbered by the upload stage) leave in their order.
+
+    Lanes finish out of order; an item that is not the next one waits here, at most ``maxsize`` of
+    them, while the next one is always taken, so the buffer cannot stall the stream. The stream ends
+    when every lane has closed the link.
+    """
+
+    def __init__(self, maxsize: int, stop: threading.Event, producers: int) -> None:
+        self._cond = threading.Condition()
+        self._items: dict[int, Any] = {}
+        self._next = 0
+        self._open = producers
+        self._maxsize = maxsize
+        self._stop = stop
+        self.dropped = 0
+
+    def put(self, item: Any) -> None:
+        seq = item[0]
+        with self._cond:
+            while seq != self._next and len(self._items) >= self._maxsize and not self._stop.is_set():
+                self._cond.wait(_POLL_S)
+            self._items[seq] = item
+            self._cond.notify_all()
+
+    def get(self) -> Any:
+        with self._cond:
+            while self._next not in self._items and self._open and not self._stop.is_set():
+                self._cond.wait(_POLL_S)
+            if self._stop.is_set() or self._next not in self._items:
+                return _END
+            return self._pop_next()
+
+    def get_nowait(self) -> Any:
+        with self._cond:
+            return self._pop_next() if self._next in self._items else None
+
+    def _pop_next(self) -> Any:
+        item = self._items.pop(self._next)
+        self._next += 1
+        self._cond.notify_all()
+        return item
+
+    def close(self) -> None:
+        with self._cond:
+            self._open -= 1
+            self._cond.notify_all()
+
+
 class Mailbox:
     """One slot for live runs: a put replaces what is waiting there and counts it as dropped.
 
@@ -206,14 +257,21 @@ class Pipeline:
         self._timing_lock = threading.Lock()
         self._errors: list[BaseException] = []
         self._carry: Any = None  # an item that did not fit the current batch
-        self.links: list[Link | Mailbox]
+        self.links: list[Link | Mailbox | OrderedLink]
         if self.policy == "latest":
+            # one frame at a time: a second frame in flight would add its whole inference to the latency
+            self.lanes: list[InferFn] = [backend.infer]
             self.links = [Mailbox(self.stop, _frames_in) for _ in range(4)]
         else:
+            self.lanes = backend.infer_lanes()
             # Short queues: enough to keep every stage busy, while each waiting frame adds a full
             # inference time to the latency.
-            sizes = [queue_size * self.batch, queue_size, queue_size, queue_size]
-            self.links = [Link(n, self.stop) for n in sizes]
+            self.links = [
+                Link(queue_size * self.batch, self.stop),
+                Link(queue_size, self.stop),
+                OrderedLink(queue_size, self.stop, producers=len(self.lanes)),
+                Link(queue_size, self.stop),
+            ]
 
     # --- bookkeeping ----------------------------------------------------------------------------------
 
@@ -263,28 +321,31 @@ class Pipeline:
 
     def _upload(self) -> None:
         out = self.links[1]
+        seq = 0  # the order the infer lanes' results are put back in
         while (frames := self._next_batch()) is not None:
             weights = np.stack([self.controller.weights_for(f.index, f.seconds) for f in frames])
             t0 = time.perf_counter()
             inputs = self.backend.upload(np.stack([f.image for f in frames]))
             self._record("upload", time.perf_counter() - t0, len(frames))
-            out.put((frames, weights, inputs))
-        out.close()
+            out.put((seq, frames, weights, inputs))
+            seq += 1
+        for _ in self.lanes:
+            out.close()  # one end marker for each lane
 
-    def _infer(self) -> None:
+    def _infer(self, infer: InferFn) -> None:
         src, out = self.links[1], self.links[2]
         while (item := src.get()) is not _END:
-            frames, weights, inputs = item
+            seq, frames, weights, inputs = item
             t0 = time.perf_counter()
-            outputs = self.backend.infer(inputs, weights)
+            outputs = infer(inputs, weights)
             self._record("infer", time.perf_counter() - t0, len(frames))
-            out.put((frames, weights, outputs))
+            out.put((seq, frames, weights, outputs))
         out.close()
 
     def _download(self) -> None:
         src, out = self.links[2], self.links[3]
         while (item := src.get()) is not _END:
-            frames, _, outputs = item
+            seq, frames, _, outputs = item
             t0 = time.perf_counter()
             images = self.backend.download(outputs)
             mixed = [
@@ -292,7 +353,7 @@ class Pipeline:
                 for f, img in zip(frames, images, strict=True)
             ]
             self._record("download", time.perf_counter() - t0, len(frames))
-            out.put((frames, mixed))
+            out.put((seq, frames, mixed))
         out.close()
 
     # --- the calling thread ---------------------------------------------------------------------------
@@ -304,7 +365,7 @@ class Pipeline:
         threads = [
             self._thread("decode", self._decode),
             self._thread("upload", self._upload),
-            self._thread("infer", self._infer),
+            *(self._thread(f"infer-{i}", functools.partial(self._infer, lane)) for i, lane in enumerate(self.lanes)),
             self._thread("download", self._download),
         ]
         completed = False
@@ -334,7 +395,7 @@ class Pipeline:
         """Write frames until the stream ends (True) or the run is stopped (False)."""
         src = self.links[3]
         while (item := src.get()) is not _END:
-            frames, images = item
+            _, frames, images = item
             for frame, image in zip(frames, images, strict=True):
                 t0 = time.perf_counter()
                 self.sink.write(frame, image)
@@ -367,8 +428,8 @@ class Pipeline:
 
 
 def _frames_in(item: Any) -> int:
-    """Frames carried by a queue item: a Frame, or a (frames, ...) tuple from later stages."""
-    return 1 if isinstance(item, Frame) else len(item[0])
+    """Frames carried by a queue item: a Frame, or a (seq, frames, ...) tuple from later stages."""
+    return 1 if isinstance(item, Frame) else len(item[1])
 
 
 def run_stream(source: Source, backend: Backend, sink: Sink, controller: StyleController, **options: Any) -> RunStats:

@@ -57,6 +57,19 @@ def check_run_output(output: Path, source: Source, overwrite: bool) -> None:
     if str(output) == "-":
         raise OutputError("-o - (standard output) is not supported; give a file or folder name")
     check_output(output, [source.path] if source.path is not None else [], overwrite)
+    check_output_kind(output, isinstance(source, ImageSource) and not source.is_folder)
+
+
+def check_output_kind(output: Path, single_image: bool) -> None:
+    """An image output for one image in, a video or a folder for many frames."""
+    if output.suffix.lower() in IMAGE_SUFFIXES:
+        if not single_image:
+            raise OutputError(
+                f"output {output} is an image but the input is a video or a folder (many frames); "
+                "give a folder or a video name"
+            )
+    elif single_image and output.suffix and not output.is_dir():
+        raise OutputError(f"input is an image; give an image output name (.png, .jpg), not {output.name}")
 
 
 class TeeSink(Sink):
@@ -519,17 +532,11 @@ def open_file_sink(
 
     ``source`` gives the audio to copy (and, for image folders, the size they share).
     """
+    check_output_kind(output, single_image)
     if output.suffix.lower() in IMAGE_SUFFIXES:
-        if not single_image:
-            raise OutputError(
-                f"output {output} is an image but the input is a video or a folder (many frames); "
-                "give a folder or a video name"
-            )
         return ImageSink(output, single=True)
     if output.is_dir() or not output.suffix:
         return ImageSink(output, single=False)
-    if single_image:
-        raise OutputError(f"input is an image; give an image output name (.png, .jpg), not {output.name}")
     if size is None and isinstance(source, ImageSource):
         size = source.uniform_size()
     if size is None:

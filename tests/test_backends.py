@@ -11,6 +11,7 @@ import torch
 
 from realtime import artifacts
 from realtime.artifacts import onnx_model_path
+from realtime.backends import onnx_backend
 from realtime.backends.onnx_backend import OnnxBackend
 from realtime.backends.registry import auto_candidates, backend_class, create_backend
 from realtime.backends.torch_backend import TorchBackend
@@ -61,6 +62,23 @@ def test_weights_change_the_output_per_batch_item(model: Model) -> None:
     frames = np.repeat(_frames(1, 32, 32), 3, axis=0)
     out = backend(frames, np.eye(3, dtype=np.float32)).astype(int)
     assert np.abs(out[0] - out[1]).mean() > 1 and np.abs(out[1] - out[2]).mean() > 1
+
+
+def test_onnx_cpu_lanes_split_the_cores_and_give_the_same_frames(
+    model: Model, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr(onnx_backend, "usable_cores", lambda: 2)
+    backend = OnnxBackend(*model, device="cpu")
+    frames, weights = _frames(2, 24, 40), _weights(2)
+    expected = backend(frames, weights)
+    lanes = backend.infer_lanes()
+    assert len(lanes) == 2 and backend.infer_lanes() == lanes  # opened once
+    for lane in lanes:
+        out = backend.download(lane(backend.upload(frames), weights))
+        assert np.abs(out.astype(int) - expected.astype(int)).max() <= 1
+    monkeypatch.setattr(onnx_backend, "usable_cores", lambda: 1)
+    one_core = OnnxBackend(*model, device="cpu")
+    assert one_core.infer_lanes() == [one_core.infer]
 
 
 def test_onnx_export_is_cached(model: Model, stylecast_cache: Path) -> None:

@@ -17,7 +17,7 @@ PACKAGES = ("realtime", "train", "calibration", "benchmarks")
 #: stylecast but errors
 CALIBRATION_MAY_USE = frozenset(
     f"realtime.{m}"
-    for m in ("errors", "model", "modelfile", "export", "metrics", "sources", "outputs", "argtypes", "ort_session")
+    for m in ("errors", "model", "modelfile", "export", "metrics", "sources", "outputs", "argtypes", "ort_session", "machine")
 )
 ARTIFACTS = "realtime.artifacts"
 #: what backends may take from the builders' modules: the graph's interface and shape profiles, no builder

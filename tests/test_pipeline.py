@@ -14,7 +14,7 @@ from conftest import SAMPLE_VIDEO, TINY_STYLES
 from realtime import Stylizer
 from realtime.backends.base import Backend
 from realtime.errors import InputError
-from realtime.pipeline import STAGES, Pipeline
+from realtime.pipeline import _END, STAGES, OrderedLink, Pipeline
 from realtime.sinks import Sink
 from realtime.sources import Frame, ReplaySource, VideoSource
 from realtime.styles import Schedule, StyleController
@@ -58,6 +58,28 @@ class SlowBackend(Backend):
 
     def download(self, outputs: Any) -> np.ndarray:
         return self.inner.download(outputs)
+
+
+class TwoLaneBackend(SlowBackend):
+    """Two infer lanes, the first ``delay`` slower than the second, so results come back out of order."""
+
+    def __init__(self, inner: Backend, delay: float) -> None:
+        super().__init__(inner, delay)
+        self.finished: list[int] = []  # the lane of each finished call
+        self._lock = threading.Lock()
+
+    def infer_lanes(self) -> list[Any]:
+        def lane(i: int, delay: float) -> Any:
+            def infer(inputs: Any, style_weights: np.ndarray) -> Any:
+                time.sleep(delay)
+                out = self.inner.infer(inputs, style_weights)
+                with self._lock:
+                    self.finished.append(i)
+                return out
+
+            return infer
+
+        return [lane(0, self.delay), lane(1, 0.0)]
 
 
 class FailingBackend(SlowBackend):
@@ -144,6 +166,37 @@ def test_lossless_policy_on_a_slow_backend_keeps_everything(stylizer: Stylizer) 
         source, SlowBackend(stylizer.backend, 0.002), sink, StyleController(TINY_STYLES), queue_size=1
     ).run()
     assert stats.frames == 132 and stats.dropped == 0
+
+
+def test_infer_lanes_finish_out_of_order_and_the_output_keeps_it(stylizer: Stylizer) -> None:
+    backend = TwoLaneBackend(stylizer.backend, 0.01)
+    sink = CaptureSink()
+    stats = Pipeline(VideoSource(SAMPLE_VIDEO, max_side=32), backend, sink, StyleController(TINY_STYLES)).run()
+    assert stats.frames == 132 and stats.dropped == 0 and sink.closed is True
+    assert [f.index for f, _ in sink.items] == list(range(132))
+    assert backend.finished.count(0) > 5 and backend.finished.count(1) > 5  # both lanes worked
+    for frame, out in sink.items[::13]:
+        assert np.abs(out.astype(int) - stylizer(frame.image, "candy").astype(int)).max() <= 1
+
+
+def test_ordered_link_puts_lanes_results_back_in_order_and_ends_with_the_last_lane() -> None:
+    link = OrderedLink(1, threading.Event(), producers=2)
+    link.put((1, "b"))
+    assert link.get_nowait() is None  # 0 is still running
+    link.put((0, "a"))  # the next one is taken although the buffer is full
+    link.close()
+    assert link.get() == (0, "a") and link.get() == (1, "b")
+    assert link.get_nowait() is None
+    link.put((2, "c"))
+    link.close()
+    assert link.get() == (2, "c") and link.get() is _END
+
+
+def test_live_runs_keep_one_frame_in_flight(stylizer: Stylizer) -> None:
+    backend = TwoLaneBackend(stylizer.backend, 0.0)
+    pipeline = Pipeline(ReplaySource(SAMPLE_VIDEO, max_side=32), backend, CaptureSink(), StyleController(TINY_STYLES))
+    assert pipeline.lanes == [backend.infer]
+    pipeline.source.close()
 
 
 def test_backend_errors_reach_the_caller_and_discard_the_output(stylizer: Stylizer) -> None:

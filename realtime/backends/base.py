@@ -9,9 +9,13 @@ download are cheap conversions; for CUDA backends they are the async copies on t
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable
 from typing import Any, ClassVar
 
 import numpy as np
+
+#: ``infer``'s signature: (inputs from ``upload``, float32 style weights ``[B,N]``) -> outputs for ``download``
+InferFn = Callable[[Any, np.ndarray], Any]
 
 
 class Backend(ABC):
@@ -34,6 +38,14 @@ class Backend(ABC):
     @abstractmethod
     def download(self, outputs: Any) -> np.ndarray:
         """The backend's output -> uint8 ``[B,H,W,3]`` host frames (waits for the device)."""
+
+    def infer_lanes(self) -> list[InferFn]:
+        """The infer calls a throughput run (every frame, in order) keeps busy at once, one thread each.
+
+        One, ``infer`` itself, unless a backend does better with several frames in flight than with
+        one frame at a time; the pipeline restores the order.
+        """
+        return [self.infer]
 
     def __call__(self, frames: np.ndarray, style_weights: np.ndarray) -> np.ndarray:
         return self.download(self.infer(self.upload(frames), style_weights))
