@@ -77,6 +77,20 @@ def test_the_fit_uses_the_content_layer_the_base_model_was_trained_with(
     assert load_model(out)[1].train_config["add_style"][-1]["content_layer"] == "relu3_3"
 
 
+def test_a_time_limit_ends_the_fit_in_fewer_steps(fitted: dict[str, Path], tmp_path: Path, tiny_model: Path,
+                                                 caplog: pytest.LogCaptureFixture) -> None:
+    recipe = FitRecipe(steps=100_000, size=32, batch_size=1, style_side=64, max_minutes=0.02)
+    assert recipe.digest() != replace(recipe, max_minutes=0.0).digest()  # a cache key of its own
+    with caplog.at_level(logging.INFO, logger="train.add_style"):
+        out = add_style(tiny_model, [fitted["painting"]], ["stripes"], tmp_path / "new.stylecast", device="cpu",
+                        progress=False, recipe=recipe)
+    record = load_model(out)[1].train_config["add_style"][-1]
+    assert 1 <= record["steps_done"] < recipe.steps and record["seconds"] < 30
+    assert "time limit of 0.02 min reached" in caplog.text
+    with pytest.raises(StyleError, match="time limit"):
+        FitRecipe(max_minutes=-1)
+
+
 def test_content_targets_are_computed_once_for_a_pool_of_crops(tiny_model: Path) -> None:
     generator, info = load_model(tiny_model)
     recipe = FitRecipe(steps=3, size=32, batch_size=2, pool=4, style_side=64)

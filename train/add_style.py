@@ -13,7 +13,6 @@ from __future__ import annotations
 
 import hashlib
 import logging
-import math
 import re
 import time
 from contextlib import AbstractContextManager
@@ -37,6 +36,7 @@ from train.style_recipe import MIN_PAINTING_SIDE, TRAIN_DEFAULTS, FitRecipe
 from train.trainer import (
     DistInfo,
     bf16_autocast,
+    cosine_lr_factor,
     pick_device,
     sample_grid,
     save_png,
@@ -183,8 +183,9 @@ class Fitter:
             distances.append(losses.style_distance(self.grams(self.base(self.probe, w)), target, relative=True).mean())
         return int(torch.stack(distances).argmin())
 
-    def fit(self, painting: Painting, target: dict[str, torch.Tensor], start: int, bar: tqdm) -> tuple[Generator, int]:
-        """A one-style generator holding the fitted rows, and the steps done (fewer when interrupted)."""
+    def fit(self, painting: Painting, target: dict[str, torch.Tensor], start: int,
+            bar: tqdm) -> tuple[Generator, int, bool]:
+        """A one-style generator holding the fitted rows, the steps done, and whether Ctrl-C cut the fit short."""
         r = self.recipe
         work = remap_styles(self.base, [start]).train()
         work.requires_grad_(False)
@@ -194,12 +195,18 @@ class Fitter:
         opt = torch.optim.Adam(params, lr=r.lr)
         rng = torch.Generator().manual_seed(r.seed)
         w = torch.ones(2 * r.batch_size, 1, device=self.device)
-        step = 0
+        step, interrupted, t0 = 0, False, time.monotonic()
         try:
             with sigterm_as_interrupt():
                 while step < r.steps:
-                    for group in opt.param_groups:  # cosine decay to 5 %, as in training
-                        group["lr"] = r.lr * (0.05 + 0.475 * (1 + math.cos(math.pi * step / r.steps)))
+                    progress = step / r.steps
+                    if r.max_minutes:
+                        progress = max(progress, (time.monotonic() - t0) / (r.max_minutes * 60))
+                        if progress >= 1.0:
+                            log.info("%s: time limit of %g min reached at step %d", painting.name, r.max_minutes, step)
+                            break
+                    for group in opt.param_groups:
+                        group["lr"] = r.lr * cosine_lr_factor(progress)
                     terms = self._step(work, target, rng, w)
                     total = sum(terms.values(), torch.zeros((), device=self.device))
                     opt.zero_grad(set_to_none=True)
@@ -208,10 +215,14 @@ class Fitter:
                     step += 1
                     bar.update(1)
                     if step % 10 == 0 or step == r.steps:
-                        bar.set_postfix({k: f"{float(v.detach()):.3g}" for k, v in terms.items()}, refresh=False)
+                        postfix = {k: f"{float(v.detach()):.3g}" for k, v in terms.items()}
+                        if r.max_minutes:  # the bar's own ETA counts the steps, which the time limit may cut short
+                            postfix["time_left"] = f"{max(r.max_minutes * 60 - (time.monotonic() - t0), 0) / 60:.1f}min"
+                        bar.set_postfix(postfix, refresh=False)
         except KeyboardInterrupt:
             log.warning("interrupted at step %d of %d while fitting %s", step, r.steps, painting.name)
-        return work.eval(), step
+            interrupted = True
+        return work.eval(), step, interrupted
 
     def _step(self, work: Generator, target: dict[str, torch.Tensor], rng: torch.Generator,
               w: torch.Tensor) -> dict[str, torch.Tensor]:
@@ -269,7 +280,7 @@ def extend(generator: Generator, info: ModelInfo, paintings: list[Painting], rec
         log.info("%s: starting from %s, the nearest style in Gram statistics", painting.name, info.style_names[start])
         t0 = time.monotonic()
         with tqdm(total=recipe.steps, desc=painting.name, unit="step", disable=not progress, dynamic_ncols=True) as bar:
-            work, steps = fitter.fit(painting, target, start, bar)
+            work, steps, stopped = fitter.fit(painting, target, start, bar)
         seconds = time.monotonic() - t0
         log.info("%s: %d steps in %.0f s on %s (%s)", painting.name, steps, seconds, device, precision)
         if steps == 0:
@@ -286,7 +297,7 @@ def extend(generator: Generator, info: ModelInfo, paintings: list[Painting], rec
             "precision": precision,
             "seconds": round(seconds, 1),
         })
-        if steps < recipe.steps:
+        if stopped:
             interrupted = True
             break
     if not fitted:

@@ -6,7 +6,7 @@ import argparse
 from pathlib import Path
 from typing import Any
 
-from realtime.argtypes import positive_int
+from realtime.argtypes import finite_float, positive_int
 from train.style_recipe import FitRecipe
 
 
@@ -25,6 +25,9 @@ def register(subparsers: Any) -> None:
     p.add_argument("-o", "--output", type=Path, required=True, help="the new model file (.stylecast)")
     recipe = FitRecipe()
     p.add_argument("--steps", type=positive_int, default=recipe.steps, help=f"fitting steps per style (default {recipe.steps})")
+    p.add_argument("--max-minutes", type=finite_float, default=recipe.max_minutes,
+                   help="time limit of each style's fit: a slower machine fits in fewer steps "
+                   f"(0: none; default {recipe.max_minutes:g})")
     p.add_argument("--size", type=positive_int, default=recipe.size,
                    help=f"side of the photo crops it fits on, 32-256 px (default {recipe.size})")
     p.add_argument("--device", choices=("auto", "cpu", "cuda"), default="auto", help="where fitting runs")
@@ -36,7 +39,7 @@ def cmd_add_style(args: argparse.Namespace) -> int:
     from realtime.modelfile import load_model
     from train.add_style import add_style, samples_path
 
-    recipe = FitRecipe(steps=args.steps, size=args.size)
+    recipe = FitRecipe(steps=args.steps, size=args.size, max_minutes=args.max_minutes)
     out = add_style(args.model, args.paintings, args.names, args.output, recipe=recipe, device=args.device,
                     overwrite=args.overwrite, progress=not args.quiet)
     _, info = load_model(out)

@@ -134,6 +134,11 @@ def path_names(record: dict[str, Any]) -> dict[str, Any]:
     return out
 
 
+def cosine_lr_factor(progress: float) -> float:
+    """The learning rate's factor at ``progress`` (0..1) of a run: cosine decay from 1 to 5 %."""
+    return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
+
+
 def check_tail(arch: str, tail: str) -> None:
     if tail and arch != "fast":
         raise StylecastError(f"--tail is an option of the fast architecture, not of {arch}")
@@ -490,7 +495,7 @@ class Trainer:
 
     def set_lr(self, progress: float) -> None:
         """Cosine decay to 5% over the run; progress counts steps or, with --max-minutes, time."""
-        factor = 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))  # a float: checkpoints hold plain data
+        factor = cosine_lr_factor(progress)  # a float: checkpoints hold plain data
         for group in self.opt_g.param_groups:
             group["lr"] = self.cfg.lr * factor
 
