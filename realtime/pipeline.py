@@ -58,6 +58,9 @@ def _window() -> deque[float]:
 class RunStats:
     """Counts and per-frame timings of one run; stage durations are per frame (a batch's time / B).
 
+    With several infer lanes a frame's infer time is its own lane's call, and the lanes overlap, so
+    the infer figures are latencies, not what each frame costs the throughput.
+
     Counts cover the whole run; timings (and the percentiles from them) the latest ``STATS_WINDOW`` frames.
     """
 
@@ -263,7 +266,7 @@ class Pipeline:
             self.lanes: list[InferFn] = [backend.infer]
             self.links = [Mailbox(self.stop, _frames_in) for _ in range(4)]
         else:
-            self.lanes = backend.infer_lanes()
+            self.lanes = backend.infer_lanes() or [backend.infer]
             # Short queues: enough to keep every stage busy, while each waiting frame adds a full
             # inference time to the latency.
             self.links = [

@@ -15,7 +15,10 @@ TRAIN_DEFAULTS = TrainConfig()
 
 @dataclass(frozen=True)
 class FitRecipe:
-    """How a new style is fitted; with the painting and the base model it decides the result (the cache key)."""
+    """How a new style is fitted; with the painting and the base model it keys the cached result.
+
+    With a time limit the steps done depend on the machine's speed (each fit records ``steps_done``).
+    """
 
     #: 600 on the pooled content targets fit as well as 800 did without them (docs/quality.md)
     steps: int = 600
