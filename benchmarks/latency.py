@@ -5,21 +5,24 @@ ONNX Runtime's first-run optimizations), then times iterations until both a mini
 budget are reached. On the CPU each stage is timed with ``perf_counter``; on CUDA with CUDA events
 recorded on the backend's own stream between the stages, so a stage's figure is the device time it
 took, and the host-side frame latency (upload call to host uint8 result) is timed as well. Throughput
-is frames over the wall time of the timed loop, batches run back to back.
+is frames over the wall time of the timed loop, batches run back to back. A backend with several
+infer lanes (``Backend.infer_lanes``) is also timed with every lane busy at once, as a file run keeps
+them: that throughput is what ``stylecast run`` can reach, each frame's latency is its lane's.
 """
 
 from __future__ import annotations
 
 import itertools
 import re
+import threading
 import time
 from collections.abc import Callable, Mapping, Sequence
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
-from realtime.backends.base import Backend
+from realtime.backends.base import Backend, InferFn
 from realtime.errors import StylecastError
 
 #: Named resolutions (width, height); anything else is given as WIDTHxHEIGHT.
@@ -255,16 +258,18 @@ def synthetic_frames(batch: int, width: int, height: int, seed: int = 0) -> np.n
     return np.clip(frames, 0, 255).astype(np.uint8)
 
 
-def backend_step(backend: Backend, frames: np.ndarray) -> Callable[[int], list[float]]:
-    """One timed upload/infer/download of ``frames`` (uint8 ``[B,H,W,3]``); returns the stage times in ms."""
+def backend_step(backend: Backend, frames: np.ndarray, infer: InferFn | None = None) -> Callable[[int], list[float]]:
+    """One timed upload/infer/download of ``frames`` (uint8 ``[B,H,W,3]``) through ``infer`` (default:
+    ``backend.infer``); returns the stage times in ms."""
     clock = clock_for(backend)
     weights = rotating_weights(backend.num_styles, frames.shape[0])
+    infer = infer or backend.infer
 
     def step(i: int) -> list[float]:
         clock.start()
         x = backend.upload(frames)
         clock.mark()
-        y = backend.infer(x, weights(i))
+        y = infer(x, weights(i))
         clock.mark()
         backend.download(y)
         clock.mark()
@@ -287,3 +292,50 @@ def call_step(call: Callable[[], Any]) -> Callable[[int], list[float]]:
 def measure_backend(backend: Backend, frames: np.ndarray, budget: Budget) -> Measurement:
     """Latency per stage and throughput of ``backend`` on ``frames`` (uint8 ``[B,H,W,3]``)."""
     return run_timed(backend_step(backend, frames), BACKEND_STAGES, budget, batch=frames.shape[0])
+
+
+def measure_lanes(backend: Backend, frames: np.ndarray, budget: Budget) -> Measurement:
+    """Throughput with each of ``backend``'s infer lanes in its own thread, all timed over the same span.
+
+    The lanes warm up, wait for each other, then run their timed loops side by side; fps is every
+    lane's frames over the longest loop's wall time, the latencies are each lane's own frames.
+    """
+    steps = [backend_step(backend, frames, infer) for infer in backend.infer_lanes()]
+    start = threading.Barrier(len(steps))
+    results: list[tuple[list[Sequence[float]], list[float], float]] = [([], [], 0.0)] * len(steps)
+    errors: list[BaseException] = []
+
+    def lane(k: int) -> None:
+        try:
+            for i in range(budget.warmup):
+                steps[k](i)
+        except BaseException as e:  # re-raised in the caller's thread below
+            errors.append(e)
+            start.abort()
+            return
+        try:
+            start.wait()
+        except threading.BrokenBarrierError:
+            return
+        try:
+            results[k] = _timed_loop(steps[k], replace(budget, warmup=0))
+        except BaseException as e:
+            errors.append(e)
+
+    threads = [threading.Thread(target=lane, args=(k,), name=f"lane-{k}") for k in range(len(steps))]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    if errors:
+        raise errors[0]
+    durations = [d for r in results for d in r[0]]
+    frame = [f for r in results for f in r[1]]
+    per_stage = list(zip(*durations, strict=True))
+    return Measurement(
+        stages={name: summarize(bucket) for name, bucket in zip(BACKEND_STAGES, per_stage, strict=True)},
+        frame_latency_ms=summarize(frame),
+        fps=len(frame) * frames.shape[0] / max(r[2] for r in results),
+        batch=frames.shape[0],
+        samples_ms=frame,
+    )

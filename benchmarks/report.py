@@ -213,7 +213,9 @@ def render_markdown(results: dict[str, Any]) -> str:
         lines += [
             "## Inference latency and throughput",
             "",
-            "Frame = upload + infer + download (uint8 frame in, uint8 frame out); times in ms.",
+            "Frame = upload + infer + download (uint8 frame in, uint8 frame out); times in ms. "
+            "A row marked N lanes keeps N frames in flight, each in its own session with threads/N threads, "
+            "as a file run does: its fps is their combined rate, its latencies each frame's own.",
             "",
         ]
         lines += _table(

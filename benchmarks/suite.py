@@ -262,8 +262,23 @@ class Run:
                                 self.note(f"failed {label} at {size} batch {batch}: {type(e).__name__}: {e}")
                                 continue
                             self._row(STYLECAST, model.arch, spec, size, m, threads=_threads(backend))
+                        self._measure_lanes(label, backend, model, spec, size)
                 finally:
                     backend.close()
+
+    def _measure_lanes(self, label: str, backend: Backend, model: BenchModel, spec: BackendSpec, size: tuple[int, int]) -> None:
+        """The frame rate of all the backend's infer lanes at once, where it has more than one."""
+        lanes = len(backend.infer_lanes())
+        if lanes < 2:
+            return
+        self._step(f"{label} {latency.resolution_name(*size)} {lanes} lanes")
+        try:
+            m = latency.measure_lanes(backend, latency.synthetic_frames(1, *size), self.cfg.budget)
+        except (RuntimeError, StylecastError) as e:
+            log.debug("%s lanes failed", label, exc_info=True)
+            self.note(f"failed {label} at {size} with {lanes} lanes: {type(e).__name__}: {e}")
+            return
+        self._row(STYLECAST, model.arch, spec, size, m, threads=_threads(backend), variant=f"{lanes} lanes")
 
     def measure_peer(self, peer: Peer, model: BenchModel, specs: list[BackendSpec]) -> None:
         """The peer at each resolution, alternating frame by frame with stylecast's fastest CPU configuration.

@@ -17,6 +17,7 @@ from benchmarks import latency, report
 from realtime import cli, metrics
 from realtime.backends.base import Backend
 from realtime.errors import InputError, StylecastError
+from realtime.machine import usable_cores
 
 torch.set_num_threads(2)
 
@@ -90,6 +91,34 @@ def test_measure_backend_times_each_stage() -> None:
     # the style changes every frame, one-hot, as a user switching styles would send it
     assert all(w.shape == (2, 3) and np.allclose(w.sum(axis=1), 1) for w in backend.weights)
     assert len({tuple(w[0]) for w in backend.weights}) == 3
+
+
+class TwoLaneSleepyBackend(SleepyBackend):
+    """Two lanes that each sleep through infer, so running them side by side doubles the frame rate."""
+
+    def infer_lanes(self) -> list[Any]:
+        return [self.infer, self.infer]
+
+
+def test_measure_lanes_counts_every_lane_over_one_span() -> None:
+    backend = TwoLaneSleepyBackend(0.0, 0.02, 0.0)
+    frames = latency.synthetic_frames(1, 32, 16)
+    budget = latency.Budget(warmup=1, min_iters=10, seconds=0.0, max_iters=10)
+    one = latency.measure_backend(backend, frames, budget)
+    both = latency.measure_lanes(backend, frames, budget)
+    assert both.frame_latency_ms["n"] == 20 and both.batch == 1
+    # sleeping lanes overlap: nearly twice one lane's rate, never more
+    assert 1.6 * one.fps < both.fps <= 2 * 1000 / 20
+    assert 20 <= both.stages["infer"]["p50"] < 28
+
+
+def test_measure_lanes_raises_a_lanes_error_in_the_caller() -> None:
+    class Broken(TwoLaneSleepyBackend):
+        def infer(self, inputs: Any, style_weights: np.ndarray) -> Any:
+            raise RuntimeError("lane lost")
+
+    with pytest.raises(RuntimeError, match="lane lost"):
+        latency.measure_lanes(Broken(0.0, 0.0, 0.0), latency.synthetic_frames(1, 8, 8), latency.Budget(warmup=1))
 
 
 def test_run_timed_stops_on_budget_and_cap() -> None:
@@ -402,7 +431,9 @@ def test_bench_quick_end_to_end(
     rows = {
         report.row_label(r): r for r in res["latency"] if r["engine"] == "stylecast" and r["variant"] != report.PAIRED
     }
-    assert set(rows) == {"stylecast fast torch/cpu/fp32", "stylecast fast onnx/cpu/fp32"}
+    # the ONNX backend's two lanes are timed side by side too, on a machine with two cores or more
+    lanes = {"stylecast fast onnx/cpu/fp32 2 lanes"} if usable_cores() >= 2 else set()
+    assert set(rows) == {"stylecast fast torch/cpu/fp32", "stylecast fast onnx/cpu/fp32"} | lanes
     for r in rows.values():
         assert r["resolution"] == "360p" and r["fps"] > 0 and r["frame_latency_ms"]["n"] >= 5
         assert set(r["stages"]) == {"upload", "infer", "download"}

@@ -14,10 +14,10 @@ import torch
 
 from realtime.model import Generator, GeneratorConfig
 from realtime.modelfile import load_model
-from train import losses
+from train import losses, trainer
 from train.config import TrainConfig, load_config
 from train.data import sample_style_weights
-from train.trainer import CHECKPOINT, MODEL, Trainer, fit_skip_tail, train
+from train.trainer import CHECKPOINT, MODEL, RunClock, Trainer, fit_skip_tail, train
 from train.vgg import VGGFeatures, find_vgg
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -312,3 +312,18 @@ def test_sigterm_saves_checkpoint_and_run_resumes(tmp_path: Path) -> None:
     assert resumed.returncode == 0, resumed.stderr[-2000:]
     assert torch.load(out / CHECKPOINT, weights_only=True)["step"] == step + 1
     assert (out / MODEL).exists()
+
+
+def test_the_run_clock_follows_whichever_limit_comes_first(monkeypatch: pytest.MonkeyPatch) -> None:
+    now = [100.0]
+    monkeypatch.setattr(trainer.time, "monotonic", lambda: now[0])
+    clock = RunClock(steps=100, max_minutes=10.0)
+    assert clock.progress(50) == 0.5 and not clock.out_of_time() and clock.time_left() == {"time_left": "10.0min"}
+    now[0] += 450  # 75 % of the time, 50 % of the steps: time leads
+    assert clock.progress(50) == pytest.approx(0.75) and clock.time_left() == {"time_left": "2.5min"}
+    assert clock.progress(90) == 0.9  # then the steps
+    now[0] += 150
+    assert clock.out_of_time() and clock.time_left() == {"time_left": "0.0min"}
+    untimed = RunClock(steps=100, max_minutes=0.0)
+    now[0] += 1e6
+    assert untimed.progress(10) == 0.1 and not untimed.out_of_time() and untimed.time_left() == {}

@@ -35,6 +35,7 @@ from train.data import CropSampler, folder_digest, list_images, read_rgb
 from train.style_recipe import MIN_PAINTING_SIDE, TRAIN_DEFAULTS, FitRecipe
 from train.trainer import (
     DistInfo,
+    RunClock,
     bf16_autocast,
     cosine_lr_factor,
     pick_device,
@@ -195,18 +196,15 @@ class Fitter:
         opt = torch.optim.Adam(params, lr=r.lr)
         rng = torch.Generator().manual_seed(r.seed)
         w = torch.ones(2 * r.batch_size, 1, device=self.device)
-        step, interrupted, t0 = 0, False, time.monotonic()
+        step, interrupted, clock = 0, False, RunClock(r.steps, r.max_minutes)
         try:
             with sigterm_as_interrupt():
                 while step < r.steps:
-                    progress = step / r.steps
-                    if r.max_minutes:
-                        progress = max(progress, (time.monotonic() - t0) / (r.max_minutes * 60))
-                        if progress >= 1.0:
-                            log.info("%s: time limit of %g min reached at step %d", painting.name, r.max_minutes, step)
-                            break
+                    if clock.out_of_time():
+                        log.info("%s: time limit of %g min reached at step %d", painting.name, r.max_minutes, step)
+                        break
                     for group in opt.param_groups:
-                        group["lr"] = r.lr * cosine_lr_factor(progress)
+                        group["lr"] = r.lr * cosine_lr_factor(clock.progress(step))
                     terms = self._step(work, target, rng, w)
                     total = sum(terms.values(), torch.zeros((), device=self.device))
                     opt.zero_grad(set_to_none=True)
@@ -216,9 +214,7 @@ class Fitter:
                     bar.update(1)
                     if step % 10 == 0 or step == r.steps:
                         postfix = {k: f"{float(v.detach()):.3g}" for k, v in terms.items()}
-                        if r.max_minutes:  # the bar's own ETA counts the steps, which the time limit may cut short
-                            postfix["time_left"] = f"{max(r.max_minutes * 60 - (time.monotonic() - t0), 0) / 60:.1f}min"
-                        bar.set_postfix(postfix, refresh=False)
+                        bar.set_postfix({**postfix, **clock.time_left()}, refresh=False)
         except KeyboardInterrupt:
             log.warning("interrupted at step %d of %d while fitting %s", step, r.steps, painting.name)
             interrupted = True

@@ -139,6 +139,31 @@ def cosine_lr_factor(progress: float) -> float:
     return 0.05 + 0.95 * 0.5 * (1 + math.cos(math.pi * min(progress, 1.0)))
 
 
+class RunClock:
+    """How far a run of ``steps`` steps and an optional time limit has got, started when created.
+
+    Progress is the larger of the step and time fractions, so the learning rate anneals fully on
+    whichever limit comes first (a slower machine ends on time, a faster one on steps).
+    """
+
+    def __init__(self, steps: int, max_minutes: float) -> None:
+        self.steps, self.limit_s, self.t0 = steps, max_minutes * 60, time.monotonic()
+
+    def elapsed(self) -> float:
+        return time.monotonic() - self.t0
+
+    def progress(self, step: int) -> float:
+        done = step / self.steps
+        return max(done, self.elapsed() / self.limit_s) if self.limit_s else done
+
+    def out_of_time(self) -> bool:
+        return bool(self.limit_s) and self.elapsed() >= self.limit_s
+
+    def time_left(self) -> dict[str, str]:
+        """A progress-bar entry; the bar's own ETA counts the steps, which the time limit may cut short."""
+        return {"time_left": f"{max(self.limit_s - self.elapsed(), 0) / 60:.1f}min"} if self.limit_s else {}
+
+
 def check_tail(arch: str, tail: str) -> None:
     if tail and arch != "fast":
         raise StylecastError(f"--tail is an option of the fast architecture, not of {arch}")
@@ -591,7 +616,7 @@ class Trainer:
             ids = [self.device.index] if self.device.type == "cuda" else None
             model = DDP(self.generator, device_ids=ids)
         log_file = self.out / "log.csv"
-        start, t0 = self.step, time.monotonic()
+        start, clock = self.step, RunClock(cfg.steps, cfg.max_minutes)
         bar = tqdm(total=cfg.steps, initial=self.step, disable=not self.dinfo.main, desc="train", unit="step")
         writer = None
         fh = open(log_file, "a", newline="") if self.dinfo.main else None  # noqa: SIM115 - closed in finally
@@ -599,10 +624,7 @@ class Trainer:
             with sigterm_as_interrupt():
                 while self.step < cfg.steps:
                     self.generator.train()
-                    progress = self.step / cfg.steps
-                    if cfg.max_minutes:
-                        progress = max(progress, (time.monotonic() - t0) / (cfg.max_minutes * 60))
-                    self.set_lr(progress)
+                    self.set_lr(clock.progress(self.step))
                     step_stats = self.train_step(model)
                     self.step += 1
                     bar.update(1)
@@ -611,12 +633,9 @@ class Trainer:
                         self.refresh_style_probs()
                         if not np.isfinite(stats["total"]):
                             raise StylecastError(f"training diverged at step {self.step} (loss {stats['total']}); lower --lr")
-                        elapsed = time.monotonic() - t0
-                        stats["it_s"] = (self.step - start) / max(elapsed, 1e-9)
+                        stats["it_s"] = (self.step - start) / max(clock.elapsed(), 1e-9)
                         postfix = {k: f"{v:.3g}" for k, v in stats.items() if k in ("content", "style", "temporal", "gan", "distill", "it_s")}
-                        if cfg.max_minutes:  # the bar's own ETA counts --steps, which the time limit cuts short
-                            postfix["time_left"] = f"{max(cfg.max_minutes * 60 - elapsed, 0) / 60:.1f}min"
-                        bar.set_postfix(postfix)
+                        bar.set_postfix({**postfix, **clock.time_left()})
                         if fh is not None:
                             row = {"step": self.step, **stats}
                             if writer is None:
@@ -632,7 +651,7 @@ class Trainer:
                             log.info("style focus: %s", ", ".join(f"{self.styles.names[i]} {self.style_probs[i]:.0%}" for i in top))
                     if self.step % cfg.checkpoint_every == 0:
                         self.save_checkpoint()
-                    if cfg.max_minutes and time.monotonic() - t0 > cfg.max_minutes * 60:
+                    if clock.out_of_time():
                         log.info("time limit of %.1f min reached at step %d", cfg.max_minutes, self.step)
                         break
         except KeyboardInterrupt:
@@ -643,7 +662,7 @@ class Trainer:
             bar.close()
             if fh is not None:
                 fh.close()
-        self.train_seconds = time.monotonic() - t0
+        self.train_seconds = clock.elapsed()
         self.save_checkpoint()
         self.save_model(self.out / MODEL)
         if self.dinfo.main:
