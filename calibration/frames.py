@@ -136,6 +136,8 @@ def source_digest(spec: str | Path | None) -> str:
         raise InputError(f"calibration frames not found: {path}")
     if path.is_file():
         return file_sha256(path)
+    if not path.is_dir():
+        raise InputError(f"calibration frames {path} are neither a video, an image nor a folder of images")
     h = hashlib.sha256()
     for file in sorted(p for p in path.iterdir() if p.is_file()):
         h.update(file.name.encode() + b"\0" + file_sha256(file).encode())

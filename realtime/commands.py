@@ -106,7 +106,7 @@ def register(subparsers: Any) -> None:
 
 def _load(args: argparse.Namespace) -> Any:
     from realtime.api import Stylizer
-    from realtime.styles import load_schedule
+    from realtime.styles import load_schedule, parse_style_spec
 
     if args.style is not None and args.schedule:
         raise StyleError("give --style or --schedule, not both")
@@ -114,7 +114,15 @@ def _load(args: argparse.Namespace) -> Any:
     if args.style_image:
         from train.style_cache import style_model
 
-        model, name = style_model(model, args.style_image, device=args.compute_device, progress=not args.quiet)
+        def check_names(names: list[str]) -> None:
+            if style is not None:
+                parse_style_spec(style, names)
+            if args.schedule:
+                load_schedule(args.schedule, names)
+
+        model, name = style_model(
+            model, args.style_image, device=args.compute_device, progress=not args.quiet, check_names=check_names
+        )
         if style is None and not args.schedule:
             style = name
     stylizer = Stylizer.load(

@@ -48,7 +48,10 @@ class GeneratorConfig:
     #: fast only: how the 1/4-resolution body returns to full resolution. ``refine``: a sub-pixel
     #: convolution to ``refine_channels`` planes, then two thin full-resolution convolutions that also
     #: see the input. ``skip``: the sub-pixel convolution writes the RGB output itself, plus a linear
-    #: 12x12 stride-4 view of the input for the fine edges; nothing runs at full resolution.
+    #: 12x12 stride-4 view of the input for the fine edges; nothing runs at full resolution. ``head``:
+    #: the refinement's two nonlinear layers moved to the 1/4-resolution grid (the sub-pixel planes
+    #: mixed per 4x4 block with an 8x8 view of the input, then the block's 48 output sub-pixels), so
+    #: only the final pixel shuffle touches full resolution.
     tail: str = "refine"
 
     def to_dict(self) -> dict[str, Any]:
@@ -56,7 +59,16 @@ class GeneratorConfig:
 
     @classmethod
     def from_dict(cls, d: dict[str, Any]) -> GeneratorConfig:
+        """The config a model file records; a value out of type or range is a ValueError naming it."""
         known = {k: d[k] for k in cls.__dataclass_fields__ if k in d}
+        for key, (low, high) in _INT_RANGES.items():
+            value = known.get(key, getattr(cls, key))
+            if not isinstance(value, int) or isinstance(value, bool) or not low <= value <= high:
+                raise ValueError(f"config {key} = {value!r} is not a whole number in {low}..{high}")
+        if known.get("arch", cls.arch) not in ("fast", "quality"):
+            raise ValueError(f"config arch = {known['arch']!r} is not fast or quality")
+        if known.get("tail", cls.tail) not in TAILS:
+            raise ValueError(f"config tail = {known['tail']!r} is not one of {', '.join(TAILS)}")
         return cls(**known)
 
     @property
@@ -65,7 +77,16 @@ class GeneratorConfig:
         return 4
 
 
-TAILS = ("refine", "skip")
+TAILS = ("refine", "skip", "head")
+#: what a model file's config may hold: far beyond any trained model, small enough that a hostile file
+#: cannot make the loader allocate gigabytes
+_INT_RANGES = {
+    "num_styles": (1, 4096),
+    "channels": (1, 1024),
+    "res_blocks": (0, 64),
+    "refine_channels": (0, 256),
+    "half_channels": (0, 256),
+}
 
 PRESETS: dict[str, GeneratorConfig] = {
     "fast": GeneratorConfig(arch="fast", channels=32, res_blocks=4, refine_channels=4),
@@ -156,10 +177,11 @@ class FastBody(nn.Module):
         c, n, r, hc = cfg.channels, cfg.num_styles, cfg.refine_channels, cfg.half_channels
         if cfg.tail not in TAILS:
             raise ValueError(f"unknown fast tail {cfg.tail!r}; choose from {', '.join(TAILS)}")
-        if cfg.tail == "skip" and hc:
-            raise ValueError("the skip tail has no 1/2-resolution stage (half_channels must be 0)")
+        if cfg.tail != "refine" and hc:
+            raise ValueError(f"the {cfg.tail} tail has no 1/2-resolution stage (half_channels must be 0)")
         self.has_half = hc > 0
         self.has_refine = cfg.tail == "refine"
+        self.has_head = cfg.tail == "head"
         # A kxk stride-k conv is space-to-depth followed by a 1x1 conv, without the full-resolution
         # transpose that a separate PixelUnshuffle costs.
         if hc:
@@ -174,7 +196,7 @@ class FastBody(nn.Module):
             self.up = nn.PixelShuffle(2)
         else:
             self.stem = nn.Conv2d(3, c, 4, stride=4)
-            self.to_sub = nn.Conv2d(c, 16 * (r if self.has_refine else 3), 3, padding=1)
+            self.to_sub = nn.Conv2d(c, 16 * (3 if cfg.tail == "skip" else r), 3, padding=1)
             self.up = nn.PixelShuffle(4)
         self.stem_norm = CondInstanceNorm(c, n)
         self.blocks = nn.ModuleList(ResBlock(c, n) for _ in range(cfg.res_blocks))
@@ -184,6 +206,14 @@ class FastBody(nn.Module):
             # the convolution itself on the CPU, and the 1-pixel border it affects is invisible.
             self.refine1 = nn.Conv2d(r + 3, r, 3, padding=1)
             self.refine2 = nn.Conv2d(r, 3, 3, padding=1)
+        elif self.has_head:
+            # The refinement's work per 4x4 block, on the 1/4-resolution grid where convolutions are
+            # wide enough to run efficiently: its first layer as a 1x1 mix of the block's sub-pixel
+            # planes plus the input around the block (2 pixels beyond it, as far as the refinement's two
+            # 3x3 layers reach), its second as a 1x1 convolution to the block's 48 output sub-pixels.
+            self.head_mix = nn.Conv2d(16 * r, 16 * r, 1)
+            self.head_view = nn.Conv2d(3, 16 * r, 8, stride=4, padding=2)
+            self.head_out = nn.Conv2d(16 * r, 48, 1)
         else:
             # Each output pixel's skip term is a linear filter of the input around it (up to 4 pixels
             # beyond its 4x4 block): the same role as the refinement's view of the input, computed
@@ -201,6 +231,9 @@ class FastBody(nn.Module):
 
     def forward(self, x: torch.Tensor, w: torch.Tensor) -> torch.Tensor:
         h, skip = self.features(x, w)
+        if self.has_head:
+            planes = F.relu(self.to_sub(h))
+            return self.up(self.head_out(F.relu(self.head_mix(planes) + self.head_view(x))))
         if not self.has_refine:
             return self.up(self.to_sub(h) + self.skip(x))
         if self.has_half:

@@ -254,6 +254,22 @@ def _state_dict(path: Path, raw: Any) -> dict[str, torch.Tensor]:
     return state
 
 
+def _check_shapes(path: Path, cfg: GeneratorConfig, state: dict[str, torch.Tensor]) -> None:
+    """The weights must be the ones ``cfg`` describes; checked on the meta device, which allocates nothing."""
+    with torch.device("meta"):
+        expected = {k: v.shape for k, v in Generator(cfg).state_dict().items()}
+    missing = sorted(set(expected) - set(state))
+    extra = sorted(set(state) - set(expected))
+    wrong = [k for k in expected if k in state and state[k].shape != expected[k]]
+    if missing or extra or wrong:
+        what = (
+            f"lacks {missing[0]}" if missing
+            else f"has {extra[0]}, which its config has no place for" if extra
+            else f"holds {wrong[0]} as {tuple(state[wrong[0]].shape)} where its config needs {tuple(expected[wrong[0]])}"
+        )
+        raise ModelError(f"model file {path} does not match its config ({cfg.arch}, {cfg.channels} channels): it {what}")
+
+
 def load_model(path: Path | str | None = None) -> tuple[Generator, ModelInfo]:
     """Load a model file (the bundled default when ``path`` is None) into an eval-mode fp32 generator."""
     p = resolve_model_path(path)
@@ -273,8 +289,10 @@ def load_model(path: Path | str | None = None) -> tuple[Generator, ModelInfo]:
             raise ModelError(f"model file {p} holds no styles")
         if len(styles) != cfg.num_styles:
             raise ModelError(f"model file {p} names {len(styles)} styles for {cfg.num_styles} style slots")
+        state = _state_dict(p, payload["state_dict"])
+        _check_shapes(p, cfg, state)
         generator = Generator(cfg)
-        generator.load_state_dict(_state_dict(p, payload["state_dict"]))
+        generator.load_state_dict(state)
     except (KeyError, ValueError, TypeError, RuntimeError, AttributeError) as e:
         raise ModelError(f"model file {p} is damaged or does not match its config: {_first_line(e)}") from e
     generator.eval()

@@ -44,11 +44,14 @@ def _reason(e: BaseException) -> str:
 
 
 def _stat(path: Path) -> os.stat_result | None:
-    """``os.stat`` of an output, None when it does not exist; a name the system refuses is an OutputError."""
+    """``os.stat`` of an output, None when it does not exist; a name the system refuses is an OutputError.
+
+    A dangling symlink exists too (its own ``lstat``): the user made it, so replacing it needs --overwrite.
+    """
     try:
         return path.stat()
     except FileNotFoundError:
-        return None
+        return path.lstat() if path.is_symlink() else None
     except (OSError, RuntimeError) as e:
         if isinstance(e, OSError) and e.errno == errno.ENOTDIR:
             raise OutputError(f"output folder does not exist: {path.parent} (a part of it is a file)") from None

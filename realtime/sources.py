@@ -376,14 +376,8 @@ class CameraSource(Source):
             log.warning("camera gives %dx%d, not the requested %dx%d", first.shape[1], first.shape[0], width, height)
 
     def _open(self) -> Any:
-        # OpenCV logs its own warnings for a missing camera to stderr; our one-line error says it all.
-        previous = cv2.utils.logging.getLogLevel()
-        if not log.isEnabledFor(logging.DEBUG):
-            cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
-        try:
+        with quiet_opencv():
             capture = cv2.VideoCapture(self.device)
-        finally:
-            cv2.utils.logging.setLogLevel(previous)
         if capture.isOpened():
             width, height, fps = self.requested
             # Drivers queue several frames by default; a live filter wants the newest one, not the oldest.
@@ -533,6 +527,18 @@ def _header(source: Path | io.BytesIO, path: Path) -> _Header | None:
     return header
 
 
+@contextlib.contextmanager
+def quiet_opencv() -> Iterator[None]:
+    """OpenCV's own warnings (a missing camera, a truncated PNG) off stderr: our one-line errors say it all."""
+    previous = cv2.utils.logging.getLogLevel()
+    if not log.isEnabledFor(logging.DEBUG):
+        cv2.utils.logging.setLogLevel(cv2.utils.logging.LOG_LEVEL_SILENT)
+    try:
+        yield
+    finally:
+        cv2.utils.logging.setLogLevel(previous)
+
+
 def _upright(header: _Header | None, image: np.ndarray) -> np.ndarray:
     if header is None or header.orientation == 1:
         return image
@@ -560,7 +566,11 @@ def read_image(path: Path) -> tuple[np.ndarray, np.ndarray | None]:
     except OSError as e:
         raise InputError(f"cannot read image {path}: {e.strerror or e}") from None
     header = _header(io.BytesIO(data), path)
-    raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data else None
+    # A PNG cut short (no end chunk) goes to Pillow, whose error is an exception: OpenCV's libpng
+    # prints its own to stderr, past any log level.
+    cut_png = data.startswith(b"\x89PNG\r\n\x1a\n") and data.rfind(b"IEND") < 0
+    with quiet_opencv():
+        raw = cv2.imdecode(np.frombuffer(data, np.uint8), cv2.IMREAD_UNCHANGED) if data and not cut_png else None
     if raw is None:
         if header is None:
             raise InputError(f"cannot read image {path}")

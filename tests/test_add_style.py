@@ -202,6 +202,26 @@ def test_style_image_in_run_and_stylizer(tmp_path: Path, tiny_model: Path, monke
     assert stylizer(np.zeros((20, 24, 3), np.uint8)).shape == (20, 24, 3)
 
 
+def test_a_bad_style_with_a_style_image_fails_before_the_fit(
+    tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch, capsys: pytest.CaptureFixture[str]
+) -> None:
+    monkeypatch.setenv("STYLECAST_CACHE", str(tmp_path / "cache"))
+    monkeypatch.setattr(style_cache, "extend", lambda *a, **k: pytest.fail("fitted before checking --style"))
+    art = painting(tmp_path / "dots.png", seed=7)
+    photo = tmp_path / "photo.png"
+    Image.fromarray(np.zeros((32, 32, 3), np.uint8)).save(photo)
+    for extra in (["--style", "dots:0.5,no_such_style:0.5"], ["--schedule", str(tmp_path / "missing.toml")]):
+        code = main(["-q", "run", str(photo), "-o", str(tmp_path / "out.png"), "--model", str(tiny_model),
+                     "--style-image", str(art), *extra])
+        err = capsys.readouterr().err
+        assert code != 0 and err.count("\n") == 1 and "Traceback" not in err, err
+    # the new style's own name is known before the fit, so a blend with it passes the check
+    monkeypatch.setattr(style_cache, "extend", lambda *a, **k: (_ for _ in ()).throw(KeyboardInterrupt))
+    code = main(["-q", "run", str(photo), "-o", str(tmp_path / "out.png"), "--model", str(tiny_model),
+                 "--style-image", str(art), "--style", f"dots:0.5,{TINY_STYLES[0]}:0.5"])
+    assert code != 0 and "interrupted" in capsys.readouterr().err.lower()
+
+
 def test_a_style_s_own_painting_needs_no_fit(tmp_path: Path, tiny_model: Path, monkeypatch: pytest.MonkeyPatch) -> None:
     art = painting(tmp_path / "mine.png", seed=9)
     sha = hashlib.sha256(art.read_bytes()).hexdigest()

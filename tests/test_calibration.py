@@ -84,6 +84,8 @@ def test_source_digest_follows_content(tmp_path: Path, frame_folder: Path) -> No
     assert source_digest(copy) != source_digest(frame_folder)
     with pytest.raises(InputError, match="not found"):
         source_digest(tmp_path / "missing")
+    with pytest.raises(InputError, match="neither a video, an image nor a folder"):
+        source_digest(Path("/dev/null"))
 
 
 # --- quantization ----------------------------------------------------------------------------------------

@@ -52,6 +52,15 @@ def test_existing_output_needs_overwrite(model: Path, tmp_path: Path) -> None:
     assert out.read_bytes() == b"the user's file"  # a check, not a write
 
 
+def test_a_dangling_link_at_the_output_needs_overwrite(model: Path, tmp_path: Path) -> None:
+    out = tmp_path / "styled.png"
+    os.symlink(tmp_path / "nowhere" / "t.png", out)
+    with pytest.raises(OutputError, match="exists; pass --overwrite"):
+        check_output(out, [model], overwrite=False)
+    check_output(out, [model], overwrite=True)
+    assert out.is_symlink()
+
+
 def test_folder_and_file_kinds(model: Path, tmp_path: Path) -> None:
     folder = tmp_path / "results"
     folder.mkdir()

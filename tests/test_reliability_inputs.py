@@ -112,6 +112,19 @@ def test_damaged_images_are_one_line_errors(run, tmp_path: Path) -> None:
         assert not out.exists()
 
 
+def test_a_cut_png_prints_nothing_past_the_error(tmp_path: Path, capfd: pytest.CaptureFixture[str]) -> None:
+    """OpenCV's libpng writes its own complaint to file descriptor 2, which no log level silences."""
+    from realtime.errors import InputError
+    from realtime.sources import read_image
+
+    noise = np.random.default_rng(0).integers(0, 256, (120, 160, 3), np.uint8)
+    cv2.imwrite(str(tmp_path / "noise.png"), noise)
+    cut = truncate(tmp_path / "noise.png", 0.5)
+    with pytest.raises(InputError, match="cannot read image"):
+        read_image(cut)
+    assert capfd.readouterr().err == ""
+
+
 def test_folder_skips_damaged_images_and_keeps_the_rest(run, tmp_path: Path) -> None:
     folder = tmp_path / "in"
     _damaged_images(folder)

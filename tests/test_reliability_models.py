@@ -78,6 +78,16 @@ def _wrong_shapes(tiny: Path, tmp: Path) -> Path:
     return _payload(tiny, tmp, "mismatch.stylecast", widen)
 
 
+def _config(**values: object):
+    def make(tiny: Path, tmp: Path) -> Path:
+        def change(p):
+            p["config"] = json.dumps({**json.loads(p["config"]), **values})
+
+        return _payload(tiny, tmp, "config.stylecast", change)
+
+    return make
+
+
 def _missing_styles(tiny: Path, tmp: Path) -> Path:
     return _payload(tiny, tmp, "styles.stylecast", lambda p: p.update(styles=json.dumps([{"name": "only_one"}])))
 
@@ -93,6 +103,11 @@ def _missing_styles(tiny: Path, tmp: Path) -> Path:
         (_other_zip, "corrupt model file"),
         (_newer, f"model format version {FORMAT_VERSION + 1}, newer than this stylecast reads"),
         (_wrong_shapes, "does not match its config"),
+        # checked before anything is allocated: a hostile file cannot ask for gigabytes
+        (_config(channels=100_000), "config channels = 100000 is not a whole number in 1..1024"),
+        (_config(arch="nope"), "config arch = 'nope' is not fast or quality"),
+        (_config(res_blocks="3"), "config res_blocks = '3' is not a whole number"),
+        (_config(tail="skip"), "it lacks body.skip"),
         (_missing_styles, "names 1 styles for 3 style slots"),
     ],
     ids=[
@@ -104,6 +119,10 @@ def _missing_styles(tiny: Path, tmp: Path) -> Path:
         "other-zip",
         "newer-version",
         "wrong-shapes",
+        "huge-config",
+        "unknown-arch",
+        "config-type",
+        "other-tail",
         "style-count",
     ],
 )

@@ -9,15 +9,17 @@ from __future__ import annotations
 import hashlib
 import logging
 import re
+import warnings
 from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from PIL import Image
+from PIL import Image, ImageOps
 
 from realtime.errors import InputError
+from realtime.sources import MAX_IMAGE_PIXELS
 
 log = logging.getLogger(__name__)
 
@@ -35,14 +37,21 @@ def list_images(folder: str | Path) -> list[Path]:
 
 
 def read_rgb(path: Path, max_side: int | None = None) -> torch.Tensor:
-    """uint8 ``[3,H,W]``, optionally downscaled so the long side is at most ``max_side``."""
+    """uint8 ``[3,H,W]`` as the image is shown (EXIF orientation applied), optionally downscaled so
+    the long side is at most ``max_side``; images over ``MAX_IMAGE_PIXELS`` are refused."""
     try:
-        with Image.open(path) as src:
-            im = src.convert("RGB")
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below says it in one line
+            with Image.open(path) as src:
+                if src.width * src.height > MAX_IMAGE_PIXELS:
+                    raise InputError(f"image {path} is {src.width}x{src.height}, over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit")
+                im = ImageOps.exif_transpose(src).convert("RGB")
             if max_side and max(im.size) > max_side:
                 s = max_side / max(im.size)
                 im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.Resampling.LANCZOS)
             arr = np.asarray(im)
+    except Image.DecompressionBombError:
+        raise InputError(f"image {path} is over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit") from None
     except OSError as e:
         raise InputError(f"cannot read image {path}: {e}") from e
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)

@@ -16,6 +16,7 @@ import json
 import logging
 import shutil
 import tempfile
+from collections.abc import Callable
 from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 from typing import Any
@@ -75,12 +76,15 @@ def _entry_problem(key: StyleKey, path: Path) -> str | None:
 
 
 def style_model(model: str | Path | None, painting: str | Path, *, recipe: FitRecipe | None = None,
-                device: str = "auto", progress: bool = True) -> tuple[Path, str]:
+                device: str = "auto", progress: bool = True,
+                check_names: Callable[[list[str]], None] | None = None) -> tuple[Path, str]:
     """A model file holding ``model``'s styles plus ``painting``, and the painting's style name.
 
     The painting of an existing style (same SHA-256) is that style, with nothing fitted. Otherwise
     a valid cache entry is used, or the style is fitted now and stored (nothing is stored when the
     fit is interrupted). A cache that cannot be written costs a fit per run, not the run.
+    ``check_names`` gets the style names the result will have before any fit, so a caller's
+    ``--style`` or schedule can fail in a second rather than after minutes of fitting.
     """
     recipe = recipe or FitRecipe()
     if model is not None:
@@ -91,10 +95,14 @@ def style_model(model: str | Path | None, painting: str | Path, *, recipe: FitRe
     for style in info.styles:
         if style.source_sha256 == item.sha256:
             log.info("%s is the painting of the model's style %s", painting, style.name)
+            if check_names is not None:
+                check_names(list(info.style_names))
             return info.path, style.name
     # The model may have a style of the same name from another painting; the hash tells them apart.
     name = default_name(item.path.stem)
     item = replace(item, name=name if name not in info.style_names else f"{name}_{item.sha256[:8]}")
+    if check_names is not None:
+        check_names([*info.style_names, item.name])
     photos = bundled_photos()
     key = StyleKey(item.sha256, info.sha256, item.name, recipe.digest(), folder_digest(photos),
                    perceptual_source(info.perceptual).description)

@@ -288,6 +288,8 @@ class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         if cfg.distill_weight and not cfg.init:
             raise StylecastError("distill_weight needs init: the model to distill")
+        if cfg.train_fresh_only and not (cfg.init and cfg.tail):
+            raise StylecastError("train_fresh_only needs init and a new tail: the layers to train")
         self.cfg = cfg
         self.dinfo = init_distributed(cfg.device)
         self.device = pick_device(cfg.device, self.dinfo)
@@ -327,6 +329,7 @@ class Trainer:
 
         self.parent: dict[str, Any] = {}
         self.teacher: Generator | None = None
+        self.fresh: list[str] = []  # layers that a new tail adds (set by _init_from)
         if cfg.init:
             self.generator, self.g_cfg = self._init_from(Path(cfg.init))
         else:
@@ -335,7 +338,14 @@ class Trainer:
         self.generator.to(self.device)
         self.critic = PatchCritic(n).to(self.device)
 
-        self.opt_g = torch.optim.Adam(self.generator.parameters(), lr=cfg.lr)
+        if cfg.train_fresh_only:
+            if not self.fresh:
+                raise StylecastError(f"train_fresh_only: the {self.g_cfg.tail} tail adds no layers to {cfg.init}")
+            self.generator.requires_grad_(False)
+            for name in self.fresh:
+                self.generator.get_submodule(name).requires_grad_(True)
+        trainable = [p for p in self.generator.parameters() if p.requires_grad]
+        self.opt_g = torch.optim.Adam(trainable, lr=cfg.lr)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=(0.0, 0.9))
         self.step = 0
         self.train_seconds = 0.0
@@ -372,7 +382,7 @@ class Trainer:
             # a frozen copy: without a tail change the student starts as this very generator
             self.teacher = copy.deepcopy(generator).eval().requires_grad_(False).to(self.device)
         if self.cfg.tail and self.cfg.tail != generator.cfg.tail:
-            generator = self._with_tail(generator, self.cfg.tail)
+            generator, self.fresh = self._with_tail(generator, self.cfg.tail)
             if self.teacher is not None and generator.cfg.tail == "skip":
                 x = self.content.sample(16)
                 w = F.one_hot(torch.arange(16) % len(new), len(new)).float().to(self.device)
@@ -380,8 +390,9 @@ class Trainer:
         return generator, generator.cfg
 
     @staticmethod
-    def _with_tail(generator: Generator, tail: str) -> Generator:
-        """A generator of another tail that keeps every layer of ``generator`` whose name and shape it shares."""
+    def _with_tail(generator: Generator, tail: str) -> tuple[Generator, list[str]]:
+        """A generator of another tail that keeps every layer of ``generator`` whose name and shape it
+        shares, and the names of the layers that start fresh."""
         check_tail(generator.cfg.arch, tail)
         try:
             student = Generator(replace(generator.cfg, tail=tail))
@@ -392,7 +403,7 @@ class Trainer:
         student.load_state_dict(shared, strict=False)
         fresh = sorted({k.rsplit(".", 1)[0] for k in own if k not in shared})
         log.info("tail %s: %s start fresh", tail, ", ".join(fresh) or "no layers")
-        return student
+        return student, fresh
 
     @torch.no_grad()
     def _style_grams(self) -> dict[str, torch.Tensor]:
@@ -543,8 +554,11 @@ class Trainer:
 
         # One generator call for both frames: DDP allows a single forward per backward.
         with self.autocast():
-            y_both = model(torch.cat([x, x_moved]), torch.cat([alpha, alpha]))
-        y, y_moved = y_both[:b], y_both[b:]
+            if cfg.temporal_weight:
+                y_both = model(torch.cat([x, x_moved]), torch.cat([alpha, alpha]))
+                y, y_moved = y_both[:b], y_both[b:]
+            else:
+                y = model(x, alpha)
 
         stats: dict[str, torch.Tensor] = {}
         if critic_now:
@@ -568,8 +582,10 @@ class Trainer:
                 with torch.no_grad():
                     target = self.teacher(x, alpha)
                 l_distill = F.l1_loss(y.float(), target.float())
-            y_warped, _ = losses.warp(y.float(), theta)
-            l_temporal = losses.temporal_loss(y_moved, y_warped, mask)
+            l_temporal = zero
+            if cfg.temporal_weight:
+                y_warped, _ = losses.warp(y.float(), theta)
+                l_temporal = losses.temporal_loss(y_moved, y_warped, mask)
             l_tv = losses.tv_loss(y)
             l_grid = losses.grid_loss(y) if cfg.grid_weight else zero
             if gan_on:
