@@ -148,7 +148,7 @@ def cmd_run(args: argparse.Namespace) -> int:
     # Input and output problems are reported before the model loads (and maybe exports to ONNX).
     source = open_source(args.input, max_side=args.max_side, size=args.size, live=args.live)
     try:
-        check_run_output(args.output, source, args.overwrite)
+        check_run_output(args.output, source, args.overwrite, codec=args.codec, crf=args.crf, preset=args.preset)
         stylizer, schedule = _load(args)
     except BaseException:
         source.close()

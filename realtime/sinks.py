@@ -52,12 +52,18 @@ class Sink(ABC):
         self.close(complete=False)
 
 
-def check_run_output(output: Path, source: Source, overwrite: bool) -> None:
-    """Refuse a ``run`` output that would destroy the input, clobber a file, or cannot be written."""
+def check_run_output(
+    output: Path, source: Source, overwrite: bool, *, codec: str | None = None, crf: int | None = None,
+    preset: str | None = None,
+) -> None:
+    """Refuse a ``run`` output that would destroy the input, clobber a file, or cannot be written,
+    and a video output's encoder settings that its encoder would refuse after the model has loaded."""
     if str(output) == "-":
         raise OutputError("-o - (standard output) is not supported; give a file or folder name")
     check_output(output, [source.path] if source.path is not None else [], overwrite)
     check_output_kind(output, isinstance(source, ImageSource) and not source.is_folder)
+    if output.suffix and output.suffix.lower() not in IMAGE_SUFFIXES and not output.is_dir():
+        video_encoder(output, codec, crf, preset, source.size)
 
 
 def check_output_kind(output: Path, single_image: bool) -> None:
@@ -110,6 +116,34 @@ CRF_CODECS: dict[str, dict[str, str]] = {
     "libvpx": {"b": "0"},
     "libaom-av1": {"b": "0"},
 }
+#: the presets x264 and x265 know; they refuse others only when the first frame is encoded
+X26X_PRESETS = ("ultrafast", "superfast", "veryfast", "faster", "fast", "medium", "slow", "slower", "veryslow", "placebo")
+
+
+#: x265 4.2 as FFmpeg builds it corrupts the heap on some frames under this side (40x40, 48x32 crash; 32x32 not)
+X265_MIN_SIDE = 64
+
+
+def video_encoder(
+    path: Path, codec: str | None, crf: int | None, preset: str | None, size: tuple[int, int] | None = None
+) -> str:
+    """The encoder ``-o path`` gets (``--codec`` or the container's default), with ``--crf``,
+    ``--preset`` and the frame ``size`` (when known) checked against it: each problem an OutputError."""
+    name = _video_codec(codec or ("libvpx-vp9" if path.suffix.lower() == ".webm" else "libx264"))
+    if name == "libx265" and size is not None and min(size) < X265_MIN_SIDE:
+        raise OutputError(
+            f"libx265 cannot encode {size[0]}x{size[1]} frames safely (a side under {X265_MIN_SIDE} px); "
+            "use libx264 or a larger --size"
+        )
+    if crf is not None and name not in CRF_CODECS:
+        raise OutputError(f"--crf does not apply to {name} (only {', '.join(CRF_CODECS)}); use --bitrate")
+    if preset is not None and name in ("libx264", "libx265") and preset not in X26X_PRESETS:
+        raise OutputError(f"--preset {preset!r} is not a {name} preset; choose from {', '.join(X26X_PRESETS)}")
+    if preset is not None and name.startswith("libvpx"):
+        raise OutputError(f"--preset does not apply to {name}, which has none; set its quality with --crf or --bitrate")
+    return name
+
+
 #: the highest --bitrate (no encoder's level goes beyond it; larger values overflow encoder fields)
 MAX_BITRATE = 2_000_000_000
 
@@ -187,9 +221,7 @@ class VideoSink(Sink):
         self.path = Path(path)
         self.overwrite = overwrite
         # H.264 plays everywhere; WebM only takes VP8/VP9/AV1.
-        codec = _video_codec(codec or ("libvpx-vp9" if self.path.suffix.lower() == ".webm" else "libx264"))
-        if crf is not None and codec not in CRF_CODECS:
-            raise OutputError(f"--crf does not apply to {codec} (only {', '.join(CRF_CODECS)}); use --bitrate")
+        codec = video_encoder(self.path, codec, crf, preset, size)
         rate = Fraction(rate).limit_denominator(1001000) if rate else Fraction(25)
         self.time_base = time_base or 1 / rate
         self.container: Any = None
@@ -221,6 +253,8 @@ class VideoSink(Sink):
             options["preset"] = preset or "veryfast"
             if bits_per_second is None:
                 options["crf"] = str(20 if crf is None else crf)
+            if codec == "libx265":
+                options["x265-params"] = "log-level=error"  # x265 prints some 25 info lines per file to stderr
         elif preset:
             options["preset"] = preset
         if crf is not None and codec not in ("libx264", "libx265"):

@@ -181,6 +181,30 @@ def test_crf_is_applied_to_vp9_and_refused_where_it_means_nothing(run, tmp_path:
     assert leftovers(tmp_path) == []
 
 
+def test_presets_are_checked_before_the_model_loads(
+    tiny_model: Path, tmp_path: Path, monkeypatch: pytest.MonkeyPatch, capfd: pytest.CaptureFixture[str]
+) -> None:
+    import realtime.api
+
+    def run(out: Path, *options: str) -> tuple[int, str, str]:
+        # capfd: x265 and libpng write to the file descriptor itself, past Python's sys.stderr
+        return stylecast(capfd, "run", video, "-o", out, "--model", tiny_model, "--backend", "torch", *options)
+
+    video = write_video(tmp_path / "in.mkv", [gradient(48, 32) for _ in range(3)], codec="ffv1")
+    monkeypatch.setattr(realtime.api.Stylizer, "load", lambda *a, **k: pytest.fail("loaded the model first"))
+    code, _, err = run(tmp_path / "a.mp4", "--preset", "bogus")
+    assert_one_line_error(code, err, "--preset 'bogus' is not a libx264 preset")
+    code, _, err = run(tmp_path / "b.webm", "--preset", "slow")
+    assert_one_line_error(code, err, "--preset does not apply to libvpx-vp9")
+    # x265 corrupts the heap and aborts the process on frames like these (sides of 40-48 px)
+    code, _, err = run(tmp_path / "c.mkv", "--codec", "libx265")
+    assert_one_line_error(code, err, "libx265 cannot encode 48x32 frames safely")
+    monkeypatch.undo()
+    code, _, err = run(tmp_path / "d.mkv", "--codec", "libx265", "--preset", "ultrafast", "--size", "64x64")
+    assert code == 0 and count_frames(tmp_path / "d.mkv") == 3, err
+    assert "x265 [" not in err
+
+
 # --- schedules --------------------------------------------------------------------------------------------------------
 
 
