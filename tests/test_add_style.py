@@ -5,6 +5,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import logging
+import warnings
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
@@ -239,6 +240,31 @@ def test_a_style_s_own_painting_needs_no_fit(tmp_path: Path, tiny_model: Path, m
 def test_grayscale_painting_is_read_as_gray_rgb(tmp_path: Path) -> None:
     item = read_painting(painting(tmp_path / "gray.png", mode="L"), "gray", 64)
     assert item.image.shape[0] == 3 and torch.equal(item.image[0], item.image[1])
+
+
+def test_a_painting_is_read_upright(tmp_path: Path) -> None:
+    """A camera's EXIF orientation (6: turn 90 degrees clockwise to show) applies, as in ``run``."""
+    arr = np.zeros((80, 120, 3), np.uint8)
+    arr[:, :10] = 255  # a white band down the stored image's left edge
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    Image.fromarray(arr).save(tmp_path / "phone.jpg", exif=exif, quality=95)
+    item = read_painting(tmp_path / "phone.jpg", "phone", 256)
+    assert tuple(item.image.shape) == (3, 120, 80)  # shown upright: taller than wide
+    assert item.image[:, :10].float().mean() > 200  # the left band is now along the top
+
+
+def test_a_decompression_bomb_is_a_one_line_error(tmp_path: Path, monkeypatch: pytest.MonkeyPatch) -> None:
+    art = painting(tmp_path / "big.png", size=(96, 80))
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 1000)  # Pillow refuses images over twice this
+    with pytest.raises(InputError, match="megapixel limit"):
+        read_painting(art, "big", 64)
+    monkeypatch.setattr(Image, "MAX_IMAGE_PIXELS", 5000)  # between once and twice: Pillow only warns
+    monkeypatch.setattr("train.data.MAX_IMAGE_PIXELS", 5000)
+    with warnings.catch_warnings():
+        warnings.simplefilter("error")  # no DecompressionBombWarning may reach the user
+        with pytest.raises(InputError, match="96x80, over the 0-megapixel limit"):
+            read_painting(art, "big", 64)
 
 
 def _text(path: Path) -> Path:

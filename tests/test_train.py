@@ -60,7 +60,7 @@ def test_distilling_into_the_skip_tail(tmp_path: Path) -> None:
     trainer = Trainer(cfg)
     student = trainer.generator.state_dict()
     # the least-squares fit ran: the student starts far closer to the teacher than an unfitted tail
-    unfitted, _ = Trainer._with_tail(teacher, "skip")
+    unfitted = Trainer._with_tail(teacher, "skip")
     x, w = torch.rand(4, 3, 32, 32), torch.eye(len(trainer.styles.names))[torch.arange(4) % len(trainer.styles.names)]
     with torch.no_grad():
         target = teacher(x, w)
@@ -80,30 +80,32 @@ def test_distilling_into_the_skip_tail(tmp_path: Path) -> None:
     assert all(float(r.split(",")[header.index("distill")]) > 0 for r in rows[1:])
 
 
+HEAD = ("body.head_mix", "body.head_view", "body.head_out")
+
+
 def test_distilling_only_the_layers_a_new_tail_adds(tmp_path: Path) -> None:
     teacher_path = train(TrainConfig(out=str(tmp_path / "teacher"), steps=1, **TINY))
     teacher, _ = load_model(teacher_path)
-    cfg = TrainConfig(out=str(tmp_path / "student"), steps=3, init=str(teacher_path), tail="head", train_fresh_only=True,
+    cfg = TrainConfig(out=str(tmp_path / "student"), steps=3, init=str(teacher_path), tail="head", train_only=HEAD,
                       distill_weight=1.0, style_weight=0.0, content_weight=0.0, temporal_weight=0.0, lr=1e-2, **TINY)
     trainer = Trainer(cfg)
-    assert trainer.fresh == ["body.head_mix", "body.head_out", "body.head_view"]
     before = {k: v.clone() for k, v in trainer.generator.state_dict().items()}
     trainer.fit()
     after, info = load_model(tmp_path / "student" / MODEL)
-    assert after.cfg.tail == "head" and info.train_config["train_fresh_only"] is True
+    assert after.cfg.tail == "head" and tuple(info.train_config["train_only"]) == HEAD
     changed = {k.rsplit(".", 1)[0] for k, v in after.state_dict().items() if not torch.equal(v, before[k].float())}
-    assert changed == set(trainer.fresh)  # the body and the sub-pixel convolution stay the teacher's
+    assert changed == set(HEAD)  # the body and the sub-pixel convolution stay the teacher's
     torch.testing.assert_close(after.body.to_sub.weight, teacher.body.to_sub.weight, rtol=0, atol=0)
     rows = (tmp_path / "student" / "log.csv").read_text().splitlines()
     header = rows[0].split(",")
     assert all(float(r.split(",")[header.index("temporal")]) == 0 for r in rows[1:])
 
 
-def test_training_fresh_layers_only_needs_a_new_tail(tmp_path: Path) -> None:
+def test_train_only_names_layers_the_generator_has(tmp_path: Path) -> None:
     from realtime.errors import StylecastError
 
-    with pytest.raises(StylecastError, match="train_fresh_only needs init and a new tail"):
-        Trainer(TrainConfig(out=str(tmp_path / "x"), steps=1, train_fresh_only=True, **TINY))
+    with pytest.raises(StylecastError, match="no layer 'body.nope'.*body.stem"):
+        Trainer(TrainConfig(out=str(tmp_path / "x"), steps=1, train_only=("body.nope",), **TINY))
 
 
 def test_skip_tail_least_squares_recovers_a_linear_tail() -> None:

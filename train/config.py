@@ -67,9 +67,10 @@ class TrainConfig:
     # L1 between the output and the init model's on the same crop and style weights: how a model is
     # moved to a cheaper architecture without relearning its styles.
     distill_weight: float = 0.0
-    # Train only the layers a new --tail adds, the --init model's own layers frozen: with the style and
-    # content weights at 0 this is a distillation that needs no VGG pass (a few minutes on a CPU).
-    train_fresh_only: bool = False
+    # Train only these layers of the generator (module names such as body.head_mix), the rest frozen:
+    # a new --tail distilled from the --init model with the style and content weights at 0 needs no
+    # VGG pass (minutes on a CPU). Empty: every layer trains.
+    train_only: tuple[str, ...] = ()
     # Temporal MSE is in [0,1] pixel units, ~1e-3 untreated; this makes it ~10% of the objective.
     temporal_weight: float = 5e4
     vgg_weights: str = ""
@@ -122,7 +123,7 @@ HELP: dict[str, str] = {
     "tv_weight": "total variation weight",
     "grid_weight": "weight of the 4-pixel grid penalty (phase means of the high-passed output)",
     "distill_weight": "weight of the L1 distance to the --init model's output (distillation into another architecture; 0 = off)",
-    "train_fresh_only": "with --init and a new --tail: train only the layers the new tail adds, the rest frozen",
+    "train_only": "train only these generator layers (module names, e.g. body.head_mix), the rest frozen; empty = all",
     "temporal_weight": "temporal consistency weight (synthetic motion: warp(G(x)) = G(warp(x)))",
     "vgg_weights": "VGG16/VGG19 weights (.npz bundled format or torchvision .pth); default: the bundled VGG16",
     "out": "run folder: checkpoint.pt, model.stylecast, samples/, log.csv",

@@ -288,8 +288,6 @@ class Trainer:
     def __init__(self, cfg: TrainConfig) -> None:
         if cfg.distill_weight and not cfg.init:
             raise StylecastError("distill_weight needs init: the model to distill")
-        if cfg.train_fresh_only and not (cfg.init and cfg.tail):
-            raise StylecastError("train_fresh_only needs init and a new tail: the layers to train")
         self.cfg = cfg
         self.dinfo = init_distributed(cfg.device)
         self.device = pick_device(cfg.device, self.dinfo)
@@ -329,7 +327,6 @@ class Trainer:
 
         self.parent: dict[str, Any] = {}
         self.teacher: Generator | None = None
-        self.fresh: list[str] = []  # layers that a new tail adds (set by _init_from)
         if cfg.init:
             self.generator, self.g_cfg = self._init_from(Path(cfg.init))
         else:
@@ -338,12 +335,14 @@ class Trainer:
         self.generator.to(self.device)
         self.critic = PatchCritic(n).to(self.device)
 
-        if cfg.train_fresh_only:
-            if not self.fresh:
-                raise StylecastError(f"train_fresh_only: the {self.g_cfg.tail} tail adds no layers to {cfg.init}")
+        if cfg.train_only:
             self.generator.requires_grad_(False)
-            for name in self.fresh:
-                self.generator.get_submodule(name).requires_grad_(True)
+            for name in cfg.train_only:
+                try:
+                    self.generator.get_submodule(name).requires_grad_(True)
+                except AttributeError:
+                    convs = ", ".join(k for k, m in self.generator.named_modules() if isinstance(m, torch.nn.Conv2d))
+                    raise StylecastError(f"train_only: the generator has no layer {name!r} (its convolutions: {convs})") from None
         trainable = [p for p in self.generator.parameters() if p.requires_grad]
         self.opt_g = torch.optim.Adam(trainable, lr=cfg.lr)
         self.opt_d = torch.optim.Adam(self.critic.parameters(), lr=cfg.critic_lr, betas=(0.0, 0.9))
@@ -382,7 +381,7 @@ class Trainer:
             # a frozen copy: without a tail change the student starts as this very generator
             self.teacher = copy.deepcopy(generator).eval().requires_grad_(False).to(self.device)
         if self.cfg.tail and self.cfg.tail != generator.cfg.tail:
-            generator, self.fresh = self._with_tail(generator, self.cfg.tail)
+            generator = self._with_tail(generator, self.cfg.tail)
             if self.teacher is not None and generator.cfg.tail == "skip":
                 x = self.content.sample(16)
                 w = F.one_hot(torch.arange(16) % len(new), len(new)).float().to(self.device)
@@ -390,9 +389,8 @@ class Trainer:
         return generator, generator.cfg
 
     @staticmethod
-    def _with_tail(generator: Generator, tail: str) -> tuple[Generator, list[str]]:
-        """A generator of another tail that keeps every layer of ``generator`` whose name and shape it
-        shares, and the names of the layers that start fresh."""
+    def _with_tail(generator: Generator, tail: str) -> Generator:
+        """A generator of another tail that keeps every layer of ``generator`` whose name and shape it shares."""
         check_tail(generator.cfg.arch, tail)
         try:
             student = Generator(replace(generator.cfg, tail=tail))
@@ -403,7 +401,7 @@ class Trainer:
         student.load_state_dict(shared, strict=False)
         fresh = sorted({k.rsplit(".", 1)[0] for k in own if k not in shared})
         log.info("tail %s: %s start fresh", tail, ", ".join(fresh) or "no layers")
-        return student, fresh
+        return student
 
     @torch.no_grad()
     def _style_grams(self) -> dict[str, torch.Tensor]:
