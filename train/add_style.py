@@ -15,7 +15,6 @@ import hashlib
 import logging
 import re
 import time
-import warnings
 from contextlib import AbstractContextManager
 from dataclasses import asdict, dataclass
 from importlib import resources
@@ -24,16 +23,15 @@ from typing import Any
 
 import torch
 import torch.nn.functional as F
-from PIL import Image, UnidentifiedImageError
+from PIL import UnidentifiedImageError
 from tqdm import tqdm
 
 from realtime.errors import InputError, ModelError, OutputError, StyleError
 from realtime.model import Generator, remap_styles
 from realtime.modelfile import ModelInfo, StyleInfo, load_model, save_model
 from realtime.outputs import check_output
-from realtime.sources import MAX_IMAGE_PIXELS
 from train import losses
-from train.data import CropSampler, folder_digest, list_images, read_rgb
+from train.data import CropSampler, folder_digest, list_images, open_limited, read_rgb
 from train.style_recipe import MIN_PAINTING_SIDE, TRAIN_DEFAULTS, FitRecipe
 from train.trainer import (
     DistInfo,
@@ -76,12 +74,8 @@ def read_painting(path: Path, name: str, side: int) -> Painting:
     if not path.is_file():
         raise InputError(f"painting not found: {path}")
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # read_rgb's limit says it in one line
-            with Image.open(path) as im:
-                mode, size = im.mode, im.size
-    except Image.DecompressionBombError:
-        raise InputError(f"{path} is over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit") from None
+        with open_limited(path) as im:
+            mode, size = im.mode, im.size
     except (UnidentifiedImageError, OSError) as e:
         raise InputError(f"{path} is not an image this can read: {e}") from None
     if mode == "CMYK":

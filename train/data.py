@@ -6,10 +6,12 @@ kept as uint8 tensors on the training device; a batch is a set of random scaled 
 
 from __future__ import annotations
 
+import contextlib
 import hashlib
 import logging
 import re
 import warnings
+from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -36,22 +38,31 @@ def list_images(folder: str | Path) -> list[Path]:
     return files
 
 
+@contextlib.contextmanager
+def open_limited(path: Path) -> Iterator[Image.Image]:
+    """``Image.open`` that refuses images over ``MAX_IMAGE_PIXELS`` in one line (an InputError), in
+    place of Pillow's decompression-bomb warning or traceback."""
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below says it
+            with Image.open(path) as src:
+                if src.width * src.height > MAX_IMAGE_PIXELS:
+                    raise InputError(f"image {path} is {src.width}x{src.height}, over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit")
+                yield src
+    except Image.DecompressionBombError:
+        raise InputError(f"image {path} is over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit") from None
+
+
 def read_rgb(path: Path, max_side: int | None = None) -> torch.Tensor:
     """uint8 ``[3,H,W]`` as the image is shown (EXIF orientation applied), optionally downscaled so
     the long side is at most ``max_side``; images over ``MAX_IMAGE_PIXELS`` are refused."""
     try:
-        with warnings.catch_warnings():
-            warnings.simplefilter("ignore", Image.DecompressionBombWarning)  # the limit below says it in one line
-            with Image.open(path) as src:
-                if src.width * src.height > MAX_IMAGE_PIXELS:
-                    raise InputError(f"image {path} is {src.width}x{src.height}, over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit")
-                im = ImageOps.exif_transpose(src).convert("RGB")
-            if max_side and max(im.size) > max_side:
-                s = max_side / max(im.size)
-                im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.Resampling.LANCZOS)
-            arr = np.asarray(im)
-    except Image.DecompressionBombError:
-        raise InputError(f"image {path} is over the {MAX_IMAGE_PIXELS / 1e6:.0f}-megapixel limit") from None
+        with open_limited(path) as src:
+            im = ImageOps.exif_transpose(src).convert("RGB")
+        if max_side and max(im.size) > max_side:
+            s = max_side / max(im.size)
+            im = im.resize((max(1, round(im.width * s)), max(1, round(im.height * s))), Image.Resampling.LANCZOS)
+        arr = np.asarray(im)
     except OSError as e:
         raise InputError(f"cannot read image {path}: {e}") from e
     return torch.from_numpy(arr.copy()).permute(2, 0, 1)
