@@ -81,7 +81,7 @@ TAILS = ("refine", "skip", "head")
 #: what a model file's config may hold: far beyond any trained model, small enough that a hostile file
 #: cannot make the loader allocate gigabytes
 _INT_RANGES = {
-    "num_styles": (1, 4096),
+    "num_styles": (0, 4096),  # 0: load_model says the file holds no styles
     "channels": (1, 1024),
     "res_blocks": (0, 64),
     "refine_channels": (0, 256),
