@@ -60,6 +60,9 @@ def check_run_output(
     and a video output's encoder settings that its encoder would refuse after the model has loaded."""
     if str(output) == "-":
         raise OutputError("-o - (standard output) is not supported; give a file or folder name")
+    if output.name.startswith(".") and not output.suffix and Path("x" + output.name).suffix:
+        # Python reads ".mp4" as a hidden name without a suffix, so it would become a hidden folder.
+        raise OutputError(f"output {output} is only an extension; give a name such as {output.with_name('out' + output.name)}")
     check_output(output, [source.path] if source.path is not None else [], overwrite)
     check_output_kind(output, isinstance(source, ImageSource) and not source.is_folder)
     if output.suffix and output.suffix.lower() not in IMAGE_SUFFIXES and not output.is_dir():

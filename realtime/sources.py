@@ -636,6 +636,9 @@ def open_source(
     path = input_path(spec)
     if path is not None:
         st = _check_file(path)
+        if path.suffix.lower() in IMAGE_SUFFIXES and not (stat.S_ISREG(st.st_mode) or stat.S_ISDIR(st.st_mode)):
+            # An image is read twice (its size, then its pixels), which a pipe cannot give.
+            raise InputError(f"{path} is not a regular file (a pipe or device?); images are read from files")
         if stat.S_ISDIR(st.st_mode) or path.suffix.lower() in IMAGE_SUFFIXES or _is_still_image(path, st):
             if live:
                 raise InputError("--live replays a video file; images have no frame rate")

@@ -62,6 +62,7 @@ def parse_style_spec(spec: str, names: Sequence[str]) -> np.ndarray:
     if not spec or not spec.strip():
         raise StyleError("empty style; give a style name such as " + repr(names[0]))
     weights = np.zeros(len(names), dtype=np.float64)
+    seen: set[int] = set()
     for part in spec.split(","):
         name, sep, value = part.strip().partition(":")
         name = name.strip()
@@ -82,7 +83,11 @@ def parse_style_spec(spec: str, names: Sequence[str]) -> np.ndarray:
             raise StyleError(f"style weight for {name!r} is not a number: {value.strip()!r}") from None
         if not math.isfinite(weight) or weight < 0:
             raise StyleError(f"style weight for {name!r} must be a finite number >= 0, got {value.strip()}")
-        weights[index] += weight
+        if index in seen:
+            # "a:1,a:1" is more likely a typo for another style than a wish for weight 2.
+            raise StyleError(f"style {names[index]!r} is named twice in {spec!r}")
+        seen.add(index)
+        weights[index] = weight
     return validate_weights(weights, len(names))
 
 

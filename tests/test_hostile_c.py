@@ -126,3 +126,32 @@ def test_stdout_to_dev_full_in_a_real_process(tiny_model: Path) -> None:
             timeout=600,  # minutes only on a machine busy with other work
         )
     assert_one_line_error(proc.returncode, proc.stderr, "No space left on device")
+
+
+# --- C.19: names that are not what they look like -------------------------------------------------------------
+
+
+def test_pipe_named_like_an_image_is_refused_not_read_twice(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # An image is read twice (its size, then its pixels); a FIFO would block on the second open.
+    fifo = tmp_path / "frame.png"
+    os.mkfifo(fifo)
+    result: list[tuple[int, str, str]] = []
+    t = threading.Thread(
+        target=lambda: result.append(stylecast(capsys, "run", fifo, "-o", tmp_path / "out.png", "--model", tiny_model, "--backend", "torch")),
+        daemon=True,
+    )
+    t.start()
+    t.join(120)
+    assert result, "a FIFO named like an image hangs"
+    code, _, err = result[0]
+    assert_one_line_error(code, err, "not a regular file")
+
+
+def test_output_that_is_only_an_extension_is_refused(tiny_model: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
+    # Path(".mp4") has no suffix, so without the check it would become a hidden output folder.
+    ok, data = cv2.imencode(".png", gradient(24, 16))
+    (tmp_path / "in.png").write_bytes(data.tobytes())
+    for name in (".mp4", ".png"):
+        code, _, err = stylecast(capsys, "run", tmp_path / "in.png", "-o", tmp_path / name, "--model", tiny_model, "--backend", "torch")
+        assert_one_line_error(code, err, "only an extension")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["in.png"]

@@ -50,6 +50,8 @@ def test_unknown_name_suggests_the_nearest() -> None:
         ("great_wave:0", "all zero"),
         ("great_wave:0.5,,shipwreck", "empty style name"),
         ("9", "out of range"),
+        ("great_wave:0.5,great_wave:0.5", "named twice"),
+        ("1,great_wave", "named twice"),  # index 1 is great_wave
     ],
 )
 def test_bad_specs(spec: str, message: str) -> None:
