@@ -33,7 +33,7 @@ from typing import Any
 
 import numpy as np
 import torch
-from PIL import Image, ImageOps
+from PIL import Image
 
 from benchmarks import eval_report
 from benchmarks.environment import collect_environment
@@ -45,7 +45,7 @@ from realtime.errors import InputError, ModelError, OutputError, StyleError
 from realtime.model import Generator
 from realtime.modelfile import ModelInfo, load_model
 from realtime.sources import VideoSource
-from train.data import IMAGE_SUFFIXES, list_images
+from train.data import IMAGE_SUFFIXES, list_images, read_rgb
 from train.vgg import BUNDLED_VGG, VGGFeatures, bundled_vgg_path, find_vgg
 
 log = logging.getLogger(__name__)
@@ -115,12 +115,7 @@ class EvalConfig:
 
 def read_image(path: Path, side: int) -> np.ndarray:
     """uint8 ``[H,W,3]`` RGB, EXIF rotation applied, resized so the long side is exactly ``side``."""
-    try:
-        with Image.open(path) as src:
-            im = ImageOps.exif_transpose(src).convert("RGB")
-    except (OSError, ValueError, Image.DecompressionBombError) as e:
-        raise InputError(f"cannot read image {path}: {e}") from None
-    return resize_long_side(np.asarray(im), side)
+    return resize_long_side(read_rgb(path).permute(1, 2, 0).numpy(), side)
 
 
 def resize_long_side(image: np.ndarray, side: int) -> np.ndarray:
