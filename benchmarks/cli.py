@@ -22,7 +22,8 @@ from benchmarks.suite import BenchConfig, Run
 from calibration.frames import sample_video_path
 from realtime.backends.registry import BACKEND_MODULES
 from realtime.compile import PRECISIONS
-from realtime.errors import BackendUnavailable, StylecastError
+from realtime.errors import StylecastError
+from realtime.machine import resolve_device
 from realtime.modelfile import default_model_path
 from realtime.outputs import check_output
 
@@ -55,18 +56,8 @@ def _positive_ints(text: str, what: str) -> tuple[int, ...]:
     return values
 
 
-def _device(name: str) -> str:
-    import torch
-
-    if name == "auto":
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if name == "cuda" and not torch.cuda.is_available():
-        raise BackendUnavailable("--device cuda: torch sees no CUDA GPU here")
-    return name
-
-
 def config_from_args(args: argparse.Namespace) -> BenchConfig:
-    device = _device(args.device)
+    device = resolve_device(args.device)
     quick = args.quick
     default_backends = ("torch", "onnx") if device == "cpu" else ("torch", "tensorrt")
     budget = QUICK_BUDGET if quick else latency.Budget()

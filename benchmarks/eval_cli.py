@@ -15,7 +15,8 @@ from pathlib import Path
 
 from benchmarks.eval_report import render_markdown
 from benchmarks.evaluate import EvalConfig, bundled_clips, bundled_reference, evaluate
-from realtime.errors import BackendUnavailable, StylecastError
+from realtime.errors import StylecastError
+from realtime.machine import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -31,11 +32,7 @@ def _reference(values: list[str] | None) -> tuple[Path, Path] | None:
 
 
 def config_from_args(args: argparse.Namespace) -> EvalConfig:
-    if args.device == "cuda":
-        import torch
-
-        if not torch.cuda.is_available():
-            raise BackendUnavailable("--device cuda: torch sees no CUDA GPU here")
+    resolve_device(args.device)
     cfg = EvalConfig(
         photos=Path(args.photos),
         out=Path(args.out),

@@ -9,6 +9,7 @@ from typing import Any
 
 from realtime.argtypes import positive_int, size_wxh, unit_float
 from realtime.errors import OutputError, StyleError
+from realtime.machine import resolve_device
 
 log = logging.getLogger(__name__)
 
@@ -200,6 +201,7 @@ def cmd_webcam(args: argparse.Namespace) -> int:
 
     if args.no_window and not args.virtual_cam:
         raise OutputError("--no-window leaves nothing to show; add --virtual-cam")
+    resolve_device(args.compute_device)  # before the camera opens: its light goes on for nothing otherwise
     device = int(args.camera) if args.camera.isdigit() else args.camera
     camera = CameraSource(device, args.width, args.height, args.fps, args.max_side)
     sinks: list[Sink] = []

@@ -62,6 +62,19 @@ def fast_cpu_bf16() -> bool:
     return "amx_bf16" in (cpu_isa() or [])
 
 
+def resolve_device(name: str) -> str:
+    """``auto`` -> ``cuda`` where torch sees a GPU, else ``cpu``; a CUDA device where it sees none is refused."""
+    import torch
+
+    from realtime.errors import BackendUnavailable
+
+    if name == "auto":
+        return "cuda" if torch.cuda.is_available() else "cpu"
+    if name.startswith("cuda") and not torch.cuda.is_available():
+        raise BackendUnavailable(f"--device {name}: no CUDA GPU is available here (torch sees none); use --device cpu")
+    return name
+
+
 def describe_machine() -> str:
     """One line naming the CPU and its instruction-set features, and the GPU when torch sees one."""
     import torch

@@ -23,7 +23,8 @@ from reliability_support import (
     write_video,
 )
 
-from realtime.errors import ModelError
+from realtime import cli
+from realtime.errors import BackendUnavailable, ModelError
 from realtime.model import Generator, GeneratorConfig
 from realtime.modelfile import StyleInfo, load_model, save_model
 from realtime.sources import CameraSource, ImageSource, VideoSource, open_source
@@ -126,6 +127,29 @@ def test_file_named_0_is_not_the_camera(tmp_path: Path, monkeypatch: pytest.Monk
 def test_cuda_on_a_cpu_machine_says_why(run, tmp_path: Path) -> None:
     code, _, err = run(clip(tmp_path / "in.mp4", n=2), tmp_path / "out.mp4", "--device", "cuda", "--backend", "auto")
     assert_one_line_error(code, err, "no CUDA GPU is available")
+
+
+@pytest.mark.skipif(torch.cuda.is_available(), reason="needs a machine without CUDA")
+@pytest.mark.parametrize(
+    "command",
+    [
+        ["webcam", "--compute-device", "cuda"],  # refused before the camera opens
+        ["bench", "--device", "cuda", "-o", "{tmp}/bench"],
+        ["eval", "--device", "cuda", "--photos", "{tmp}", "-o", "{tmp}/eval"],
+        ["train", "--device", "cuda", "--steps", "1", "--out", "{tmp}/run"],
+        ["add-style", "{tmp}/painting.png", "--name", "p", "-o", "{tmp}/p.stylecast", "--device", "cuda"],
+    ],
+    ids=lambda c: c[0],
+)
+def test_cuda_on_a_cpu_machine_is_the_same_error_in_every_command(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str], command: list[str]
+) -> None:
+    cv2.imwrite(str(tmp_path / "painting.png"), np.full((96, 96, 3), 128, np.uint8))
+    code = cli.main(["-q", *(part.format(tmp=tmp_path) for part in command)])
+    err = capsys.readouterr().err
+    assert code == BackendUnavailable.exit_code
+    assert_one_line_error(code, err, "no CUDA GPU is available")
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["painting.png"]
 
 
 def test_missing_camera_error_comes_alone(capfd: pytest.CaptureFixture[str]) -> None:

@@ -31,7 +31,7 @@ from torch.nn.parallel import DistributedDataParallel as DDP
 from tqdm import tqdm
 
 from realtime.errors import StylecastError
-from realtime.machine import describe_machine, fast_cpu_bf16
+from realtime.machine import describe_machine, fast_cpu_bf16, resolve_device
 from realtime.model import PRESETS, TAILS, FastBody, Generator, GeneratorConfig, remap_styles
 from realtime.modelfile import StyleInfo, atomic_write_bytes, load_model, load_plain, save_model
 from train import losses
@@ -89,11 +89,8 @@ def bf16_autocast(enabled: bool, device: torch.device) -> AbstractContextManager
 
 
 def pick_device(name: str, dinfo: DistInfo) -> torch.device:
-    if name == "auto":
-        name = "cuda" if torch.cuda.is_available() else "cpu"
+    name = resolve_device(name)
     if name.startswith("cuda"):
-        if not torch.cuda.is_available():
-            raise StylecastError(f"--device {name} asked for, but no CUDA GPU is available")
         if dinfo.world > 1:
             name = f"cuda:{dinfo.local_rank}"
         elif name == "cuda":
