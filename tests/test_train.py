@@ -163,9 +163,9 @@ def test_shipped_configs_describe_the_default_model() -> None:
     while record:
         stages.append({k: v for k, v in record.items() if k in names})
         record = record.get("init_from", {})
-    assert len(stages) == 8
+    assert len(stages) == 10
     where = {"init", "out", "styles", "content", "vgg_weights", "device"}  # where it ran, not how
-    configs = ("fast-cpu-longer.toml", "fast-cpu-content.toml", "fast-cpu-texture.toml", "fast-cpu-focus.toml", "fast-cpu-continue.toml", "fast-cpu.toml",
+    configs = ("fast-cpu-head-tune.toml", "fast-cpu-head.toml", "fast-cpu-longer.toml", "fast-cpu-content.toml", "fast-cpu-texture.toml", "fast-cpu-focus.toml", "fast-cpu-continue.toml", "fast-cpu.toml",
                "default-grid.toml", "default.toml")
     for config, made in zip(configs, stages, strict=True):
         cfg = load_config(ROOT / "train" / "configs" / config, {}).to_dict()

@@ -102,7 +102,7 @@ HELP: dict[str, str] = {
     "res_blocks": "residual blocks (0 = the architecture's preset)",
     "refine_channels": "fast: full-resolution refinement channels (0 = the preset)",
     "half_channels": "fast: width of a 1/2-resolution stage (0 = none, -1 = the preset)",
-    "tail": "fast: refine (thin full-resolution convolutions) or skip (all at 1/4 resolution); empty = the preset or the init model's; with --init, layers the new tail lacks start fresh",
+    "tail": "fast: refine (thin full-resolution convolutions), skip (linear, all at 1/4 resolution) or head (nonlinear, at 1/4 resolution); empty = the preset or the init model's; with --init, layers the new tail lacks start fresh",
     "steps": "total generator updates",
     "batch_size": "content crops per step (per process under torchrun)",
     "lr": "generator learning rate (Adam)",
